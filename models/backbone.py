@@ -1,0 +1,93 @@
+"""The one convolutional backbone every model shares (DCGAN, Radford et al. 2016).
+
+The generator maps a latent vector to an image in [-1, 1]; it is the GAN's generator and,
+unchanged, the AE/VAE decoder. The encoder trunk is the DCGAN discriminator without its
+last layer; the GAN puts a 1-logit head on it, the AE a latent head, the VAE a
+(mean, log-variance) head. Only the heads differ, so differences in results come from the
+objective, not the architecture.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+SUPPORTED_SIZES = (32, 64)
+
+
+def _n_stages(image_size: int) -> int:
+    if image_size not in SUPPORTED_SIZES:
+        raise ValueError(f"image_size {image_size} not supported; accepted: {SUPPORTED_SIZES}")
+    return int(math.log2(image_size)) - 2  # 4x4 -> image_size by doubling
+
+
+def _init_dcgan(module: nn.Module) -> None:
+    # DCGAN's initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02), bias 0.
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """z (B, latent_dim) -> image (B, 3, S, S) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, width: int, image_size: int, channels: int = 3):
+        super().__init__()
+        stages = _n_stages(image_size)
+        ch = width * 2 ** (stages - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(True),
+        ]
+        for _ in range(stages - 1):
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(True),
+            ]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        _init_dcgan(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.latent_dim, 1, 1))
+
+
+class EncoderTrunk(nn.Module):
+    """image (B, 3, S, S) -> features (B, out_channels, 4, 4): DCGAN's discriminator body."""
+
+    def __init__(self, width: int, image_size: int, channels: int = 3):
+        super().__init__()
+        stages = _n_stages(image_size)
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        ch = width
+        for _ in range(stages - 1):
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            ch *= 2
+        self.net = nn.Sequential(*layers)
+        self.out_channels = ch
+        _init_dcgan(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def conv_head(in_channels: int, out_features: int) -> nn.Module:
+    """The 4x4 -> 1x1 head: DCGAN's last discriminator conv, with out_features outputs."""
+    head = nn.Sequential(nn.Conv2d(in_channels, out_features, 4, 1, 0), nn.Flatten())
+    nn.init.normal_(head[0].weight, 0.0, 0.02)
+    nn.init.zeros_(head[0].bias)
+    return head
