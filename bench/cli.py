@@ -69,16 +69,20 @@ def run(models, config_path, seeds, sets, out, data_root, overwrite, **flags):
     click.echo(f"\nresults: {out_dir}{os.sep}   report: bench report {out_dir}")
 
 
-def _register_optional_commands() -> None:
-    """Commands in their own modules: one line each."""
-    try:  # TEMP until helpers land
-        from bench.fid_cli import fid_command
+def _register_commands() -> None:
+    """Commands live in their own modules; registering one is one line."""
+    from bench.check import baseline_command, check_command
+    from bench.fid_cli import fid_command
+    from bench.report import report_command
 
-        cli.add_command(fid_command, "fid")
-    except ImportError:
-        pass
+    cli.add_command(fid_command, "fid")
+    cli.add_command(check_command, "check")
+    cli.add_command(baseline_command, "baseline")
+    cli.add_command(report_command, "report")
+
+
+_register_commands()
 
 
 def main():
-    _register_optional_commands()
     cli()

@@ -127,6 +127,8 @@ def run_sweep(cfg: SweepConfig, out: Path, data_root: Path, overwrite=False, say
     train = load_images(cfg.data.dataset, "train", size, data_root, announce=say)
     heldout = load_images(train.dataset, "test", size, data_root, announce=say)
     fid_real = train if cfg.eval.fid_split == "train" else heldout
+    if not cfg.data.dataset.startswith("folder:"):
+        cfg.data.dataset = train.dataset  # record what 'auto' resolved to
     if cfg.data.train_limit:
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
         train.images = train.images[keep[: cfg.data.train_limit]]
@@ -147,10 +149,21 @@ def run_sweep(cfg: SweepConfig, out: Path, data_root: Path, overwrite=False, say
         io.write_json(plan.dir / "config.json", run_config(cfg, plan.spec, plan.seed, plan.run_id))
         io.write_json(
             plan.dir / "env.json",
-            {**env, "data_source": train.source, "unreadable_images_skipped": train.skipped},
+            {
+                "fid_weights": fid_weights_id(),
+                **env,
+                "data_source": train.source,
+                "unreadable_images_skipped": train.skipped,
+            },
         )
         train_run(plan, train, evaluator, device, say)
     return summarize(out, plans)
+
+
+def fid_weights_id() -> str:
+    from bench import fid
+
+    return fid.WEIGHTS_ID
 
 
 def summarize(out: Path, plans: list[RunPlan]) -> pd.DataFrame:

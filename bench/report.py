@@ -1,0 +1,561 @@
+"""`bench report`: read a results folder, write REPORT.md and PNG plots.
+
+A pure reader: nothing under RESULTS changes except REPORT.md and the *.png files it
+writes (into --out, default RESULTS), each by temp + rename. Safe to re-run while a sweep
+is in progress: unfinished runs are listed as running and left out of the final-metric means.
+Figures use matplotlib's Figure API (Agg canvas, no pyplot global state).
+"""
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
+
+from bench import results_table as rt
+from bench.errors import BenchError
+from bench.io import atomic_write, write_text
+
+REPORT_NAME = "REPORT.md"
+MAIN_COLUMNS = ("final_fid", "best_fid", "recon_mse", "psnr", "kl_nats")
+FID_COLUMNS = ("fid", "final_fid", "best_fid")
+# Per-run columns that are not "final metrics": fid duplicates final_fid, the rest is stability.
+NOT_FINAL = {"fid", "best_fid_epoch", "fid_gap", "fid_gap_rel"}
+PRETTY = {
+    "final_fid": "FID",
+    "best_fid": "best FID",
+    "recon_mse": "recon MSE",
+    "psnr": "PSNR (dB)",
+    "kl_nats": "KL (nats)",
+    "kid_mean": "KID",
+    "cost/train_seconds": "train s/epoch",
+    "cost/train_images_per_s": "train images/s",
+    "cost/eval_seconds": "eval s/evaluation",
+    "cost/peak_rss_mib": "peak RSS (MiB)",
+}
+STATUS_COLORS = {"ok": "black", "diverged": "red", "running": "orange"}
+DPI = 120
+
+
+@dataclass
+class ReportData:
+    results_dir: Path
+    runs: pd.DataFrame  # one row per run (rt.load_runs)
+    metrics: pd.DataFrame  # long metrics rows of all runs (rt.load_runs)
+    per_run: pd.DataFrame  # final metrics + stability, one row per run
+    metric_stats: pd.DataFrame  # (label, metric) -> n, mean, std, CI, median over ok runs
+    model_stats: pd.DataFrame  # label -> run counts, success rate, median gaps
+    order: list[str]  # model labels in reading order
+    window: int
+    tolerance: float
+
+
+def collect(results_dir: Path, window: int = 5, tolerance: float = 0.10) -> ReportData:
+    runs, metrics = rt.load_runs(results_dir)
+    stability = rt.per_run_stability(metrics, runs, window)
+    final = rt.final_metrics(metrics)
+    extra = [c for c in final.columns if c not in stability.columns]
+    per_run = stability.merge(final[["run", *extra]], on="run", how="left")
+    per_run = per_run.merge(rt.run_costs(metrics), left_on="run", right_index=True, how="left")
+    per_run = per_run.merge(runs[["run", "path", "epochs_done", "epochs", "reason"]], on="run")
+    metric_stats, model_stats = rt.aggregate_over_seeds(
+        per_run.drop(columns=["path", "epochs_done", "epochs", "reason"]), "label", tolerance
+    )
+    order = rt.model_order(runs)
+    return ReportData(
+        results_dir, runs, metrics, per_run, metric_stats, model_stats, order, window, tolerance
+    )
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt(x) -> str:
+    if x is None or pd.isna(x) or not np.isfinite(x):
+        return "—"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _decimals(std: float) -> int:
+    """Decimals that show the std with 2 significant digits (mean rounded to match)."""
+    return int(min(8, max(0, 1 - math.floor(math.log10(abs(std))))))
+
+
+def fmt_mean_std(n: int, mean: float, std: float) -> str:
+    """'mean ± std' over seeds; the plain value for one seed; '—' for none."""
+    if n == 0 or not np.isfinite(mean):
+        return "—"
+    if n == 1 or not np.isfinite(std) or std <= 1e-9 * abs(mean):  # float noise of equal values
+        return fmt(mean) + (" ± 0" if n > 1 else "")
+    d = _decimals(std)
+    return f"{mean:.{d}f} ± {std:.{d}f}"
+
+
+def fmt_ci(s: pd.Series) -> str:
+    if s["n"] < 2 or not np.isfinite(s["ci_half"]):
+        return "—"
+    d = _decimals(s["std"]) if s["std"] > 0 else 3
+    return f"[{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(x) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def fid_n_label(metrics: pd.DataFrame) -> str:
+    """'N=500' from the n column of FID rows; lists every N if runs used different ones."""
+    n = metrics.loc[metrics["metric"].isin(FID_COLUMNS), "n"].dropna().unique()
+    if len(n) == 0:
+        return "N=?"
+    return "N=" + "/".join(str(int(v)) for v in sorted(n)) + (" mixed" if len(n) > 1 else "")
+
+
+def column_title(metric: str, fid_n: str) -> str:
+    name = PRETTY.get(metric, metric)
+    if metric in FID_COLUMNS:
+        name += f" ({fid_n})"
+    arrow = {-1: " ↓", 1: " ↑"}.get(rt.METRIC_DIRECTION.get(metric, 0), "")
+    return name + arrow
+
+
+def _distinct(values: pd.Series) -> str:
+    vals = sorted({str(v) for v in values.dropna()}, key=rt._natural_key)
+    return ", ".join(vals) if vals else "—"
+
+
+# ---------------------------------------------------------------- markdown sections
+
+
+def header_section(data: ReportData) -> str:
+    runs, counts = data.runs, data.runs["status"].value_counts()
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    commits = _distinct(runs["commit"])
+    return "\n".join(
+        [
+            "# dogbench report",
+            "",
+            f"- **Results:** `{data.results_dir.resolve()}`",
+            f"- **Runs:** {len(runs)} ({status}); **models:** {len(data.order)}; "
+            f"**seeds:** {_distinct(runs['seed'])}",
+            f"- **Dataset:** {_distinct(runs['dataset'])} (source: "
+            f"{_distinct(runs['data_source'])}); **image size:** "
+            f"{_distinct(runs['image_size'])} px; **epochs:** {_distinct(runs['epochs'])}",
+            f"- **FID:** {fid_n_label(data.metrics)} generated samples per evaluation vs the "
+            f"same N real images of the {_distinct(runs['fid_split'])} split; exact fp32 "
+            f"Inception: {_distinct(runs['fid_exact'])}; weights: "
+            f"{_distinct(runs['fid_weights'])}. FID is biased upward at small N: compare "
+            "values only at equal N.",
+            f"- **Commit:** {commits}{' (mixed!)' if ',' in commits else ''}; "
+            f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])})",
+            f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (report written)",
+        ]
+    )
+
+
+def _stat(data: ReportData, label: str, metric: str) -> pd.Series | None:
+    s = data.metric_stats
+    hit = s[(s["label"] == label) & (s["metric"] == metric)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _final_columns(data: ReportData) -> list[str]:
+    s = data.metric_stats[data.metric_stats["n"] > 0]
+    present = set(s["metric"])
+    extras = sorted(
+        m
+        for m in present
+        if m not in (*MAIN_COLUMNS, *NOT_FINAL) and not m.startswith(("osc/", rt.COST_PREFIX))
+    )
+    return [m for m in MAIN_COLUMNS if m in present] + extras
+
+
+def _best_means(data: ReportData, metric: str) -> float | None:
+    """The best mean of a column (by its direction), if >= 2 models have a value."""
+    direction = rt.METRIC_DIRECTION.get(metric, 0)
+    s = data.metric_stats
+    means = s.loc[(s["metric"] == metric) & (s["n"] > 0), "mean"].dropna()
+    if direction == 0 or len(means) < 2:
+        return None
+    return means.min() if direction < 0 else means.max()
+
+
+def final_table_section(data: ReportData) -> str:
+    cols, fid_n = _final_columns(data), fid_n_label(data.metrics)
+    best = {m: _best_means(data, m) for m in cols}
+    stats_by_label = data.model_stats.set_index("label")
+    rows = []
+    for label in data.order:
+        ms = stats_by_label.loc[label]
+        ms = {k: int(v) if k.startswith("n_") else v for k, v in ms.items()}
+        row = [label, f"{ms['n_ok']}/{ms['n_runs']}"]
+        for m in cols:
+            s = _stat(data, label, m)
+            text = fmt_mean_std(s["n"], s["mean"], s["std"]) if s is not None else "—"
+            row.append(f"**{text}**" if s is not None and s["mean"] == best[m] else text)
+        rows.append(row)
+    header = ["model", "ok runs", *(column_title(m, fid_n) for m in cols)]
+    return "\n".join(
+        [
+            "## Final metrics",
+            "",
+            md_table(header, rows),
+            "",
+            "Mean ± std (ddof=1) over the seeds whose run finished ok (count in *ok runs*); a "
+            "plain value is a single seed. ↓ lower is better, ↑ higher is better, **bold** = "
+            "best model per column; KL has no better direction. FID = at the last evaluation; "
+            "best FID = minimum over evaluation epochs, selected on the evaluation metric "
+            "itself, hence optimistic.",
+        ]
+    )
+
+
+def _oscillation_cell(data: ReportData, label: str) -> str:
+    s = data.metric_stats
+    osc = s[(s["label"] == label) & s["metric"].str.startswith("osc/") & (s["n"] > 0)]
+    losses = osc[osc["metric"].str.endswith("loss")]
+    osc = losses if len(losses) else osc
+    return ", ".join(
+        f"{m.removeprefix('osc/')} {v:.3f}" for m, v in zip(osc["metric"], osc["mean"], strict=True)
+    )
+
+
+def stability_section(data: ReportData) -> str:
+    fid_n, rows = fid_n_label(data.metrics), []
+    for label in data.order:
+        ms = data.model_stats.set_index("label").loc[label]
+        ms = {k: int(v) if k.startswith("n_") else v for k, v in ms.items()}
+        fid = _stat(data, label, "final_fid")
+        running = f" ({ms['n_running']} running)" if ms["n_running"] else ""
+        success = (
+            f"{ms['n_success']}/{ms['n_finished']} ({ms['success_rate']:.0%})"
+            if ms["n_finished"]
+            else "—"
+        )
+        gap = ms["median_fid_gap"]
+        gap_text = f"{gap:+.3g} ({ms['median_fid_gap_rel']:+.0%})" if np.isfinite(gap) else "—"
+        fid_text = fmt_mean_std(fid["n"], fid["mean"], fid["std"]) if fid is not None else "—"
+        ci_text = fmt_ci(fid) if fid is not None else "—"
+        osc = _oscillation_cell(data, label) or "—"
+        rows.append(
+            [label, f"{ms['n_runs']}{running}", ms["n_diverged"], success]
+            + [fid_text, ci_text, gap_text, osc]
+        )
+    header = ["model", "seeds", "diverged", f"success (±{data.tolerance:.0%})"]
+    header += [f"final FID ({fid_n}) ↓", "95% CI", "median gap final−best", "loss oscillation"]
+    return "\n".join(
+        [
+            "## Stability over seeds",
+            "",
+            md_table(header, rows),
+            "",
+            f"*success*: run finished ok with final FID within {data.tolerance:.0%} of the best "
+            "seed's final FID of that model, over finished (ok + diverged) runs. *95% CI*: "
+            "Student-t interval of the mean final FID (undefined for one seed). *median gap*: "
+            "final − best FID over epochs (relative to best). *loss oscillation*: std / mean|x| "
+            f"of the epoch-mean train losses over the last {data.window} epochs, mean over ok "
+            "seeds (0 = flat; large = swinging, typical of unstable GAN training).",
+        ]
+    )
+
+
+def cost_section(data: ReportData) -> str:
+    s = data.metric_stats[data.metric_stats["metric"].str.startswith(rt.COST_PREFIX)]
+    cols = sorted(set(s.loc[s["n"] > 0, "metric"]))
+    if not cols:
+        return ""
+    rows = []
+    for label in data.order:
+        cells = [_stat(data, label, m) for m in cols]
+        rows.append([label] + [fmt_mean_std(c["n"], c["mean"], c["std"]) for c in cells])
+    return "\n".join(
+        [
+            "## Cost",
+            "",
+            md_table(["model", *(PRETTY.get(m, m) for m in cols)], rows),
+            "",
+            "Per run: mean over epochs; then mean ± std over ok seeds. Times depend on the "
+            "device and on other load on it.",
+        ]
+    )
+
+
+def _status_text(r: pd.Series) -> str:
+    if r["status"] == "diverged":
+        step = "" if pd.isna(r["diverged_step"]) else f" at step {int(r['diverged_step'])}"
+        reason = r["reason"] if isinstance(r["reason"], str) else ""
+        reason = reason.replace(step, "")  # bench run writes "d_loss=nan at step 345"
+        return f"**diverged**{step}" + (f" ({reason})" if reason else "")
+    return str(r["status"])
+
+
+def runs_section(data: ReportData) -> str:
+    rank = {label: i for i, label in enumerate(data.order)}
+    runs = data.per_run.assign(_rank=data.per_run["label"].map(rank))
+    rows = []
+    for _, r in runs.sort_values(["_rank", "seed", "run"]).iterrows():
+        done = "—" if pd.isna(r["epochs_done"]) else str(int(r["epochs_done"]))
+        total = "?" if pd.isna(r["epochs"]) else str(int(r["epochs"]))
+        best = fmt(r["best_fid"])
+        if np.isfinite(r["best_fid_epoch"]):
+            best += f" (epoch {int(r['best_fid_epoch'])})"
+        seed = "—" if pd.isna(r["seed"]) else str(int(r["seed"]))
+        rows.append(
+            [f"`{r['run']}`", r["label"], seed, _status_text(r), f"{done}/{total}", best]
+            + [fmt(r["final_fid"])]
+        )
+    fid_n = fid_n_label(data.metrics)
+    header = ["run", "model", "seed", "status", "epochs", f"best FID ({fid_n})", "final FID"]
+    return "## Runs\n\n" + md_table(header, rows)
+
+
+PLOT_CAPTIONS = {
+    "fid_vs_epoch.png": "FID vs epoch: line = mean over non-diverged seeds, band = ±1 std, "
+    "faint lines = single seeds (diverged ones included).",
+    "final_fid_by_model.png": "Final FID per model: box over ok seeds, one dot per run "
+    "coloured by status.",
+    "losses.png": "Training losses (epoch means) per term, mean over non-diverged seeds ± 1 std.",
+    "samples.png": "Samples from the final model of each model's first ok seed.",
+    "reconstructions.png": "Reconstructions (AE/VAE): rows alternate real / reconstruction.",
+}
+
+
+def plots_section(written: list[str]) -> str:
+    lines = ["## Plots", ""]
+    for name, caption in PLOT_CAPTIONS.items():
+        title = name.removesuffix(".png")
+        if name in written:
+            lines += [f"![{title}]({name})", "", f"*{caption}*", ""]
+        else:
+            lines += [f"*{title}: no data yet.*", ""]
+    return "\n".join(lines).rstrip()
+
+
+def render_markdown(data: ReportData, written: list[str]) -> str:
+    sections = [
+        header_section(data),
+        final_table_section(data),
+        stability_section(data),
+        cost_section(data),
+        plots_section(written),
+        runs_section(data),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _palette(labels: list[str], present) -> dict:
+    colors = sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))
+    return {lab: c for lab, c in zip(labels, colors, strict=True) if lab in set(present)}
+
+
+def _with_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    return metrics.merge(runs[["run", "status"]], on="run", how="left")
+
+
+def plot_fid_vs_epoch(data: ReportData) -> Figure | None:
+    fid = _with_status(data.metrics, data.runs)
+    fid = fid[(fid["metric"] == "fid") & np.isfinite(fid["value"])]
+    if fid.empty:
+        return None
+    palette, fid_n = _palette(data.order, fid["label"]), fid_n_label(data.metrics)
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    common = dict(x="epoch", y="value", hue="label", hue_order=list(palette), palette=palette)
+    sns.lineplot(fid, **common, units="run", estimator=None, alpha=0.3, lw=0.8, legend=False, ax=ax)
+    steady = fid[fid["status"] != "diverged"]
+    if len(steady):
+        sns.lineplot(steady, **common, errorbar="sd", marker="o", ax=ax)
+        ax.legend(title="model")
+    ax.set(
+        title=f"FID vs epoch ({fid_n}), mean ± 1 std over seeds",
+        xlabel="epoch",
+        ylabel=f"FID ({fid_n}), lower is better",
+    )
+    return fig
+
+
+def plot_final_fid(data: ReportData) -> Figure | None:
+    runs = data.per_run[np.isfinite(data.per_run["final_fid"])]
+    if runs.empty:
+        return None
+    palette, fid_n = _palette(data.order, runs["label"]), fid_n_label(data.metrics)
+    fig = Figure(figsize=(7.5, 1.5 + 0.6 * len(palette)), layout="constrained")
+    ax = fig.subplots()
+    ok = runs[runs["status"] == "ok"]
+    common = dict(x="final_fid", y="label", order=list(palette), ax=ax)
+    if len(ok):
+        sns.boxplot(ok, **common, hue="label", palette=palette, fill=False, showfliers=False)
+    status_colors = {s: STATUS_COLORS.get(s, "gray") for s in runs["status"].unique()}
+    sns.stripplot(runs, **common, hue="status", palette=status_colors, size=7, jitter=0.15)
+    ax.set(
+        title=f"Final FID per model over seeds ({fid_n})",
+        xlabel=f"final FID ({fid_n}), lower is better",
+        ylabel="",
+    )
+    return fig
+
+
+def plot_losses(data: ReportData) -> Figure | None:
+    train = _with_status(data.metrics, data.runs)
+    train = train[train["metric"].str.startswith(rt.TRAIN_PREFIX) & np.isfinite(train["value"])]
+    train = train[train["status"] != "diverged"]
+    if train.empty:
+        return None
+    terms = sorted(train["metric"].unique())
+    ncols = min(3, len(terms))
+    nrows = math.ceil(len(terms) / ncols)
+    palette = _palette(data.order, train["label"])
+    fig = Figure(figsize=(4.3 * ncols, 3.0 * nrows + 1.0), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, term in zip(axes, terms, strict=False):
+        sub = train[train["metric"] == term]
+        pal = {k: v for k, v in palette.items() if k in set(sub["label"])}
+        sns.lineplot(
+            sub,
+            x="epoch",
+            y="value",
+            hue="label",
+            hue_order=list(pal),
+            palette=pal,
+            errorbar="sd",
+            legend=False,
+            ax=ax,
+        )
+        ax.set(title=term, xlabel="epoch", ylabel="epoch mean")
+        # Losses of different models can differ by orders of magnitude (sum vs mean NLL).
+        if (sub["value"] > 0).all() and sub["value"].max() > 100 * sub["value"].min():
+            ax.set_yscale("log")
+    for ax in axes[len(terms) :]:
+        ax.set_axis_off()
+    handles = [Line2D([], [], color=c, label=lab) for lab, c in palette.items()]
+    fig.legend(
+        handles=handles, title="model", loc="outside lower center", ncols=min(5, len(handles))
+    )
+    fig.suptitle("Training losses per term: mean over seeds ± 1 std")
+    return fig
+
+
+def _pick_image(runs: pd.DataFrame, filename: str) -> pd.Series | None:
+    """The run whose image is shown for a model: an ok run first, then the lowest seed."""
+    runs = runs.assign(_not_ok=runs["status"] != "ok").sort_values(["_not_ok", "seed", "run"])
+    for _, r in runs.iterrows():
+        if (Path(r["path"]) / filename).is_file():
+            return r
+    return None
+
+
+def plot_image_panels(data: ReportData, filename: str, title: str, metric: str) -> Figure | None:
+    panels = []
+    for label in data.order:
+        r = _pick_image(data.per_run[data.per_run["label"] == label], filename)
+        if r is None:
+            continue
+        try:
+            image = np.asarray(Image.open(Path(r["path"]) / filename).convert("RGB"))
+        except OSError:  # being written or truncated: skip this model for now
+            continue
+        value = fmt(r[metric]) if metric in r else "—"
+        note = f"seed {int(r['seed'])} ({r['status']}), {PRETTY.get(metric, metric)} {value}"
+        panels.append((f"{label}\n{note}", image))
+    if not panels:
+        return None
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    aspect = max(image.shape[0] / image.shape[1] for _, image in panels)
+    fig = Figure(figsize=(3.4 * ncols, (3.4 * aspect + 0.5) * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (caption, image) in zip(axes, panels, strict=False):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def make_figures(data: ReportData) -> dict[str, Figure | None]:
+    return {
+        "fid_vs_epoch.png": plot_fid_vs_epoch(data),
+        "final_fid_by_model.png": plot_final_fid(data),
+        "losses.png": plot_losses(data),
+        "samples.png": plot_image_panels(data, "samples.png", "Samples", "final_fid"),
+        "reconstructions.png": plot_image_panels(
+            data, "recon.png", "Reconstructions (rows: real / reconstruction)", "recon_mse"
+        ),
+    }
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+
+
+# ---------------------------------------------------------------- command
+
+
+def write_report(
+    results_dir: str | Path,
+    out_dir: str | Path | None = None,
+    window: int = 5,
+    tolerance: float = 0.10,
+) -> list[Path]:
+    """Write out_dir/REPORT.md and its PNG plots; returns the written paths."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(
+            f"results path {results_dir} is not a folder; expected a folder written by bench run --out"
+        )
+    out_dir = Path(out_dir) if out_dir is not None else results_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BenchError(f"--out {out_dir} is not a folder; expected a folder path")
+    data = collect(results_dir, window, tolerance)
+    written = []
+    for name, fig in make_figures(data).items():
+        if fig is not None:
+            save_figure(fig, out_dir / name)
+            written.append(name)
+    write_text(out_dir / REPORT_NAME, render_markdown(data, written))
+    return [out_dir / REPORT_NAME] + [out_dir / n for n in written]
+
+
+@click.command("report")
+@click.argument("results", default="results", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for REPORT.md and the PNG plots  [default: RESULTS]",
+)
+@click.option(
+    "--window",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Last epochs used for the loss-oscillation measure.",
+)
+@click.option(
+    "--tolerance",
+    default=0.10,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A seed succeeds if its final FID is within this relative tolerance of the best seed.",
+)
+def report_command(results: Path, out_dir: Path | None, window: int, tolerance: float) -> None:
+    """Summarise the runs under RESULTS (one sweep or a parent of several) into REPORT.md
+    and PNG plots. Only reads RESULTS; writes nothing there but the report files."""
+    paths = write_report(results, out_dir, window, tolerance)
+    click.echo(f"wrote {paths[0]} and {len(paths) - 1} plots")

@@ -1,0 +1,380 @@
+"""Load a results folder into tables and aggregate them over seeds.
+
+Reads the layout `bench run` writes (<run>/config.json, status.json, env.json, metrics.csv;
+see the brief). Everything after `load_runs` is a pure function of DataFrames, so the
+numbers in REPORT.md can be recomputed and unit-tested without files.
+"""
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.errors import BenchError
+from bench.io import read_json
+
+TRAIN_PREFIX = "train/"
+COST_PREFIX = "cost/"  # run time / memory rows (cost/train_seconds, cost/peak_rss_mib, ...)
+SUMMARY_METRICS = ("best_fid", "best_fid_epoch", "final_fid")
+ID_COLUMNS = ("run", "label", "model", "model_name", "seed", "status")
+METRICS_COLUMNS = ("run", "label", "model", "model_name", "seed", "epoch", "step", "metric")
+# -1: lower is better, +1: higher is better. Metrics not listed (KL, sharpness, ...) have no
+# better direction: KL is a rate/distortion trade-off, not a score, so it is never bolded.
+METRIC_DIRECTION = {
+    "fid": -1,
+    "best_fid": -1,
+    "final_fid": -1,
+    "fid_gap": -1,
+    "fid_gap_rel": -1,
+    "recon_mse": -1,
+    "kid_mean": -1,
+    "psnr": 1,
+    "ssim": 1,
+    "precision": 1,
+    "recall": 1,
+    "density": 1,
+    "coverage": 1,
+    "inception_score": 1,
+}
+# Keys looked up (anywhere in the nested dicts) for header facts; first hit wins.
+COMMIT_KEYS = ("git_commit", "commit", "git_sha", "sha")
+FID_WEIGHTS_KEYS = ("fid_weights", "fid_weights_source", "weights_source", "inception_weights")
+
+
+def find_run_dirs(results_dir: Path) -> list[Path]:
+    """Run folders under results_dir: a config.json next to a metrics.csv or a status.json.
+
+    status.json alone counts too, so a run that started but has not finished its first
+    epoch is listed as running instead of being silently absent.
+    """
+    found = {
+        p.parent
+        for p in Path(results_dir).rglob("config.json")
+        if (p.parent / "metrics.csv").is_file() or (p.parent / "status.json").is_file()
+    }
+    return sorted(found)
+
+
+def _find_key(obj, keys: tuple[str, ...]):
+    """First value stored under one of `keys` in nested dicts (breadth first), else None."""
+    queue = [obj]
+    while queue:
+        d = queue.pop(0)
+        if not isinstance(d, dict):
+            continue
+        for k in keys:
+            if d.get(k) not in (None, ""):
+                return d[k]
+        queue.extend(v for v in d.values() if isinstance(v, dict))
+    return None
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return read_json(path)
+    except ValueError as e:
+        raise BenchError(
+            f"{path} is not valid JSON ({e}); expected a file written by bench run"
+        ) from e
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _run_row(run_dir: Path, results_dir: Path) -> dict:
+    config = _read_json_or_empty(run_dir / "config.json")
+    status = _read_json_or_empty(run_dir / "status.json")
+    env = _read_json_or_empty(run_dir / "env.json")
+    data, train = config.get("data") or {}, config.get("train") or {}
+    rel = run_dir.relative_to(results_dir).as_posix()
+    row = {
+        # The relative path, not config["run"]: ids repeat across sweeps under one parent.
+        "run": run_dir.name if rel == "." else rel,
+        "run_id": config.get("run", run_dir.name),
+        "path": str(run_dir),
+        "model": config.get("model", run_dir.name),
+        "model_name": config.get("model_name"),
+        "seed": config.get("seed"),
+        "status": status.get("status", "unknown"),
+        "diverged_step": status.get("diverged_step"),
+        "reason": status.get("reason"),
+        "epochs_done": status.get("epoch"),
+        "step": status.get("step"),
+        "dataset": data.get("dataset", data.get("name")),
+        "image_size": data.get("image_size"),
+        "epochs": train.get("epochs"),
+        "data_source": env.get("data_source"),
+        "fid_split": (config.get("eval") or {}).get("fid_split"),
+        "fid_exact": (config.get("eval") or {}).get("fid_exact"),
+        "fid_weights": _find_key({"env": env, "eval": config.get("eval")}, FID_WEIGHTS_KEYS),
+        "commit": _find_key(env, COMMIT_KEYS),
+        "device": _find_key(env, ("device",)),
+        "device_name": _find_key(env, ("device_name",)),
+    }
+    for k, v in _flatten(config.get("model_params") or {}).items():
+        row[k if k not in row else f"param_{k}"] = v
+    return row
+
+
+def _natural_key(text: str) -> tuple:
+    """Sort 'vae:beta=0.5' < 'vae:beta=4' < 'vae:beta=10' (numbers compared as numbers)."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(text))
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts))
+
+
+def _add_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """label = model label, plus the data/training settings that differ between runs.
+
+    Runs from sweeps on different datasets/sizes/epochs must not be averaged together, and
+    a (model, seed) found in several sweep folders gets the folder name added.
+    """
+    varying = [c for c in ("dataset", "image_size", "epochs") if runs[c].nunique(dropna=False) > 1]
+    label = runs["model"].astype(str)
+    for c in varying:
+        label = label + f" {c}=" + runs[c].astype(str)
+    # The same model and seed in two sweeps is a repeat, not another seed: keep them apart.
+    repeated = label.isin(label[pd.DataFrame({"l": label, "s": runs["seed"]}).duplicated()])
+    folder = runs["run"].map(lambda r: r.rpartition("/")[0] or ".")
+    return runs.assign(label=label.where(~repeated, label + " [" + folder + "]"))
+
+
+def model_order(runs_df: pd.DataFrame) -> list[str]:
+    """Labels in a stable reading order: by model name, then numerically by parameters."""
+    labels = runs_df[["label", "model_name"]].drop_duplicates("label")
+    keyed = sorted(labels.itertuples(index=False), key=lambda r: (str(r[1]), _natural_key(r[0])))
+    return [r[0] for r in keyed]
+
+
+def _read_metrics(run_dir: Path, run: dict) -> pd.DataFrame | None:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    try:
+        # A sweep in progress may be appending to the file: skip a torn last line.
+        df = pd.read_csv(path, on_bad_lines="skip")
+    except pd.errors.EmptyDataError:
+        return None
+    missing = {"epoch", "metric", "value"} - set(df.columns)
+    if missing:
+        raise BenchError(
+            f"{path} lacks columns {sorted(missing)}; expected run,model,seed,epoch,step,metric,value,n"
+        )
+    for c in ("epoch", "step", "value", "n"):
+        df[c] = pd.to_numeric(df[c], errors="coerce") if c in df else np.nan
+    ids = {k: run[k] for k in ("run", "label", "model", "model_name", "seed")}
+    return df.assign(**ids)[[*METRICS_COLUMNS, "value", "n"]]
+
+
+def load_runs(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs_df, metrics_df) for every run folder under results_dir (one sweep or several).
+
+    runs_df: one row per run (run, label, model, model_name, seed, status, diverged_step,
+    reason, epochs_done, dataset, image_size, epochs, commit, device, model params...).
+    metrics_df: all metrics.csv rows, long format, with the run's id columns.
+    """
+    results_dir = Path(results_dir)
+    run_dirs = find_run_dirs(results_dir)
+    if not run_dirs:
+        raise BenchError(
+            f"no runs found under {results_dir}; expected <run>/config.json with metrics.csv "
+            "or status.json (as written by bench run --out)"
+        )
+    runs = _add_labels(pd.DataFrame([_run_row(d, results_dir) for d in run_dirs]))
+    frames = [_read_metrics(d, r) for d, r in zip(run_dirs, runs.to_dict("records"), strict=True)]
+    frames = [f for f in frames if f is not None and len(f)]
+    numeric = ("seed", "epoch", "step", "value", "n")
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype=float if c in numeric else str)
+            for c in [*METRICS_COLUMNS, "value", "n"]
+        }
+    )
+    metrics = pd.concat(frames, ignore_index=True) if frames else empty
+    return runs, metrics
+
+
+def _is_train(metric: pd.Series) -> pd.Series:
+    return metric.astype(str).str.startswith(TRAIN_PREFIX)
+
+
+def _is_eval(metric: pd.Series) -> pd.Series:
+    """Evaluation metrics: neither train/*, cost/* nor the end-of-run summary rows."""
+    m = metric.astype(str)
+    return ~m.str.startswith((TRAIN_PREFIX, COST_PREFIX)) & ~m.isin(SUMMARY_METRICS)
+
+
+def _id_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in ID_COLUMNS if c in df.columns]
+
+
+def _last_per_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """Value of each (run, metric) at its last epoch/step; a NaN there stays NaN."""
+    rows = rows.sort_values(["epoch", "step"], na_position="first", kind="stable")
+    last = rows.drop_duplicates(["run", "metric"], keep="last")
+    return last.pivot(index="run", columns="metric", values="value")
+
+
+def _fid_summary_from_curve(fid: pd.DataFrame) -> pd.DataFrame:
+    """best/final FID from the per-epoch fid rows, for runs without summary rows yet.
+
+    Same rule as bench.results.add_summary: only finite FIDs count, final = last finite one.
+    """
+    out = {}
+    fid = fid[np.isfinite(fid["value"])].sort_values(["epoch", "step"], kind="stable")
+    for run, g in fid.groupby("run", sort=False):
+        best = g.iloc[g["value"].to_numpy().argmin()]
+        out[run] = {
+            "best_fid": best["value"],
+            "best_fid_epoch": best["epoch"],
+            "final_fid": g["value"].iloc[-1],
+        }
+    return pd.DataFrame.from_dict(out, orient="index", columns=list(SUMMARY_METRICS))
+
+
+def final_metrics(metrics_df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: id columns + every eval metric at its last eval epoch
+    + best_fid, best_fid_epoch, final_fid (the run's summary rows; computed from the
+    fid curve when the run has not written them yet, e.g. while it is still running).
+    """
+    ids = metrics_df[_id_cols(metrics_df)].drop_duplicates("run").set_index("run")
+    is_summary = metrics_df["metric"].isin(SUMMARY_METRICS)
+    evals = metrics_df[_is_eval(metrics_df["metric"])]
+    wide = _last_per_run(evals)
+    summary = _last_per_run(metrics_df[is_summary])
+    computed = _fid_summary_from_curve(evals[evals["metric"] == "fid"])
+    summary = summary.combine_first(computed).reindex(columns=list(SUMMARY_METRICS))
+    out = ids.join(wide.astype(float), how="left").join(summary.astype(float), how="left")
+    return out.reset_index()
+
+
+def loss_oscillation(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+    """Per run and train/* term: std / mean|value| of the epoch means over the last `window`
+    epochs (coefficient of variation; sample std, ddof=1, so NaN with fewer than 2 epochs).
+    Columns 'osc/<term>'. A converged run is near 0; GAN d_loss/g_loss that swing are not.
+    """
+    train = metrics_df[_is_train(metrics_df["metric"])]
+    epoch_means = train.groupby(["run", "metric", "epoch"], as_index=False)["value"].mean()
+    epoch_means = epoch_means.sort_values("epoch", kind="stable")
+
+    def cv(values: pd.Series) -> float:
+        last = values.to_numpy(dtype=float)[-window:]
+        scale = np.abs(last).mean() if len(last) else np.nan
+        if len(last) < 2 or not np.isfinite(scale) or scale == 0:
+            return np.nan
+        return float(np.std(last, ddof=1) / scale)
+
+    osc = epoch_means.groupby(["run", "metric"])["value"].agg(cv).unstack("metric")
+    osc.columns = ["osc/" + c.removeprefix(TRAIN_PREFIX) for c in osc.columns]
+    return osc
+
+
+def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB)."""
+    cost = metrics_df[metrics_df["metric"].astype(str).str.startswith(COST_PREFIX)]
+    return cost.groupby(["run", "metric"])["value"].mean().unstack("metric").astype(float)
+
+
+def per_run_stability(
+    metrics_df: pd.DataFrame, runs_df: pd.DataFrame, window: int = 5
+) -> pd.DataFrame:
+    """One row per run of runs_df: id columns, diverged_step, best_fid, best_fid_epoch,
+    final_fid, fid_gap = final − best, fid_gap_rel = gap / best, and osc/<term> for every
+    train/* term (see loss_oscillation).
+    """
+    cols = [*_id_cols(runs_df), "diverged_step"]
+    fid = final_metrics(metrics_df).set_index("run")[list(SUMMARY_METRICS)]
+    out = runs_df[cols].set_index("run").join(fid, how="left")
+    out["fid_gap"] = out["final_fid"] - out["best_fid"]
+    out["fid_gap_rel"] = out["fid_gap"] / out["best_fid"]
+    out = out.join(loss_oscillation(metrics_df, window).astype(float), how="left")
+    return out.reset_index()
+
+
+def mean_ci(values, confidence: float = 0.95) -> dict:
+    """n, mean, std (ddof=1), Student-t confidence interval of the mean, median of the
+    finite values. With n < 2 the std and the interval are undefined (NaN)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    mean = x.mean() if n else np.nan
+    std = x.std(ddof=1) if n > 1 else np.nan
+    # Half-width t_{(1+c)/2, n-1} * s / sqrt(n): the usual t interval for a mean.
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n) if n > 1 else np.nan
+    median = float(np.median(x)) if n else np.nan
+    return {
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
+        "ci_half": half,
+        "median": median,
+    }
+
+
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    skip = {*ID_COLUMNS, "diverged_step"}
+    return [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def _success(group: pd.DataFrame, tolerance: float) -> dict:
+    ok = group[group["status"] == "ok"]
+    finished = group[~group["status"].isin(["running", "unknown"])]
+    best = ok["final_fid"].min() if "final_fid" in ok else np.nan
+    n_success = int((ok["final_fid"] <= best * (1 + tolerance)).sum()) if np.isfinite(best) else 0
+    return {
+        "n_runs": len(group),
+        "n_ok": len(ok),
+        "n_diverged": int((group["status"] == "diverged").sum()),
+        "n_running": int((group["status"] == "running").sum()),
+        "n_finished": len(finished),
+        "n_success": n_success,
+        "success_rate": n_success / len(finished) if len(finished) else np.nan,
+        "best_final_fid": best,
+        "median_fid_gap": ok["fid_gap"].median() if "fid_gap" in ok else np.nan,
+        "median_fid_gap_rel": ok["fid_gap_rel"].median() if "fid_gap_rel" in ok else np.nan,
+    }
+
+
+def aggregate_over_seeds(
+    per_run_df: pd.DataFrame,
+    by: str = "model",
+    tolerance: float = 0.10,
+    statuses: tuple[str, ...] = ("ok",),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Aggregate a per-run table (final_metrics and/or per_run_stability rows) over seeds.
+
+    Returns (metric_stats, model_stats):
+    - metric_stats: one row per (`by`, metric) over the runs whose status is in `statuses`
+      (finished ones by default: a diverged or still-running run has no final value):
+      n, mean, std, ci_low, ci_high, ci_half (95% Student t), median.
+    - model_stats: one row per `by`: n_runs, n_ok, n_diverged, n_running, n_finished,
+      n_success, success_rate, best_final_fid, median_fid_gap(_rel). A run succeeds when its
+      status is ok and final_fid <= best ok seed's final_fid * (1 + tolerance); the rate is
+      over finished runs (ok + diverged), since a running run has not failed yet.
+    """
+    metrics = _metric_columns(per_run_df)
+    kept = per_run_df[per_run_df["status"].isin(statuses)]
+    rows = []
+    for key in per_run_df[by].unique():
+        sel = kept[kept[by] == key]
+        rows += [{by: key, "metric": m, **mean_ci(sel[m])} for m in metrics]
+    metric_stats = pd.DataFrame(
+        rows, columns=[by, "metric", "n", "mean", "std", "ci_low", "ci_high", "ci_half", "median"]
+    )
+    model_stats = pd.DataFrame(
+        [{by: key, **_success(g, tolerance)} for key, g in per_run_df.groupby(by, sort=False)]
+    )
+    return metric_stats, model_stats

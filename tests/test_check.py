@@ -1,0 +1,362 @@
+"""`bench baseline` / `bench check` on hand-made results folders (no training)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from bench.check import (
+    baseline_command,
+    check_command,
+    compare_metric,
+    parse_tolerances,
+    welch_interval,
+)
+
+GOOD = {
+    "ae": {"recon_mse": 0.0120, "psnr": 24.0},
+    "vae:beta=4": {"fid": 80.0, "recon_mse": 0.0200, "psnr": 21.0, "kl_nats": 30.0},
+    "gan": {"fid": 40.0},
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOGBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def write_run(
+    root: Path,
+    model: str,
+    seed: int,
+    metrics: dict,
+    status: str = "ok",
+    image_size: int = 32,
+    fid_n: int = 1000,
+    epochs: int = 2,
+) -> None:
+    """One run folder as `bench run` writes it. Epoch 1 holds a decoy (worse) value so that
+    reading anything but the last evaluation shows up in the tests."""
+    run_id = model.replace(":", "_").replace(",", "_") + f"-seed{seed}"
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    config = {
+        "run": run_id,
+        "model": model,
+        "model_name": model.split(":")[0],
+        "model_params": {},
+        "seed": seed,
+        "data": {"dataset": "cifar10-dog", "image_size": image_size},
+        "train": {"epochs": epochs},
+        "eval": {"fid_samples": fid_n, "fid_split": "train", "fid_exact": False},
+    }
+    env = {
+        "packages": {"torch": "2.15.0", "numpy": "2.3.0"},
+        "git": {"commit": "abc1234"},
+        "fid_weights_sha1": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "env.json").write_text(json.dumps(env))
+    (folder / "status.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "diverged_step": 7 if status == "diverged" else None,
+                "epoch": epochs,
+                "step": 10 * epochs,
+                "reason": None,
+            }
+        )
+    )
+    rows = ["run,model,seed,epoch,step,metric,value,n"]
+    for epoch in range(1, epochs + 1):
+        rows.append(f"{run_id},{model},{seed},{epoch},{10 * epoch},train/loss,{1.0 / epoch},")
+        for name, value in metrics.items():
+            decoy = value * 3 if epoch < epochs else value
+            n = fid_n if name == "fid" else 500
+            rows.append(f"{run_id},{model},{seed},{epoch},{10 * epoch},{name},{decoy},{n}")
+    if "fid" in metrics:
+        fid = metrics["fid"]
+        rows += [
+            f"{run_id},{model},{seed},{epochs},{10 * epochs},final_fid,{fid},{fid_n}",
+            f"{run_id},{model},{seed},,,best_fid,{fid},{fid_n}",
+            f"{run_id},{model},{seed},,,best_fid_epoch,{epochs},",
+        ]
+    (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+def write_sweep(root: Path, models: dict, seeds=(0,), **kwargs) -> Path:
+    """models: label -> {metric: value} (same for every seed) or list of dicts, one per seed."""
+    for label, metrics in models.items():
+        per_seed = metrics if isinstance(metrics, list) else [metrics] * len(seeds)
+        for seed, values in zip(seeds, per_seed, strict=True):
+            write_run(root, label, seed, values, **kwargs)
+    return root
+
+
+def invoke(command, *args):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def make_baseline(tmp_path, models=GOOD, seeds=(0,), **kwargs) -> Path:
+    results = write_sweep(tmp_path / "base", models, seeds, **kwargs)
+    out = tmp_path / "baselines" / "ref.json"
+    result = invoke(baseline_command, results, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def check(tmp_path, baseline, models, *extra, seeds=(0,), name="now", **kwargs):
+    results = write_sweep(tmp_path / name, models, seeds, **kwargs)
+    return invoke(check_command, results, "--baseline", baseline, *extra)
+
+
+def last_line(result) -> str:
+    return result.output.strip().splitlines()[-1]
+
+
+def test_baseline_file_holds_final_values_per_seed(tmp_path):
+    models = {"gan": [{"fid": 40.123456789}, {"fid": 44.0}]}
+    path = make_baseline(tmp_path, models, seeds=(0, 1))
+    text = path.read_text()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=2, sort_keys=True) + "\n"  # diff-friendly
+    gan = doc["models"]["gan"]
+    # last evaluation (not the epoch-1 decoy), 6 significant digits, one value per seed
+    assert gan["metrics"]["fid"] == {"0": 40.1235, "1": 44.0}
+    assert gan["metrics"]["final_fid"] == {"0": 40.1235, "1": 44.0}
+    assert set(gan["metrics"]) == {"fid", "final_fid", "best_fid"}  # no train/*, no *_epoch
+    assert gan["seeds"] == [0, 1] and gan["diverged_seeds"] == []
+    assert gan["settings"] == {
+        "dataset": "cifar10-dog",
+        "image_size": 32,
+        "fid_samples": 1000,
+        "fid_split": "train",
+        "fid_weights": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+        "fid_exact": False,
+        "epochs": 2,
+    }
+    assert doc["commit"] == "abc1234" and doc["packages"]["torch"] == "2.15.0"
+    assert doc["created"][:2] == "20"
+
+
+def test_sweep_checked_against_its_own_baseline_passes(tmp_path):
+    seeds = (0, 1, 2)
+    models = {
+        k: [{m: v * (1 + 0.01 * s) for m, v in ms.items()} for s in seeds] for k, ms in GOOD.items()
+    }
+    baseline = make_baseline(tmp_path, models, seeds=seeds)
+    result = check(tmp_path, baseline, models, seeds=seeds)
+    assert result.exit_code == 0, result.output
+    # ae: recon_mse, psnr; vae: fid, final_fid, best_fid, recon_mse, psnr, kl_nats; gan: 3 fid
+    assert last_line(result) == "check: PASSED (11 compared)"
+    assert "worse" not in result.output and "missing" not in result.output
+
+
+def test_fid_fifty_percent_worse_fails_naming_model_and_metric(tmp_path):
+    baseline = make_baseline(tmp_path)
+    worse = {**GOOD, "gan": {"fid": 60.0}}
+    result = check(tmp_path, baseline, worse)
+    assert result.exit_code == 1, result.output
+    assert last_line(result).startswith("check: FAILED: gan/fid worse by 50.0% (single runs, ")
+    assert "tolerance 10%)" in last_line(result)
+    assert "worse (single run)" in result.output
+    assert "vae:beta=4  fid" in result.output  # unchanged model reported as compared
+
+
+def test_tolerance_option_lets_a_change_through(tmp_path):
+    baseline = make_baseline(tmp_path)
+    worse = {**GOOD, "gan": {"fid": 60.0}}
+    assert check(tmp_path, baseline, worse, "--tolerance", "0.6", name="a").exit_code == 0
+    per_metric = "fid=0.6,final_fid=60%,best_fid=0.6"
+    assert check(tmp_path, baseline, worse, "--tolerance", per_metric, name="b").exit_code == 0
+    only_fid = check(tmp_path, baseline, worse, "--tolerance", "fid=0.6", name="c")
+    assert only_fid.exit_code == 1 and "gan/final_fid worse" in last_line(only_fid)
+    metrics_subset = check(tmp_path, baseline, worse, "--metrics", "recon_mse,psnr", name="d")
+    assert metrics_subset.exit_code == 0, metrics_subset.output
+
+
+def test_higher_is_better_metric_direction(tmp_path):
+    baseline = make_baseline(tmp_path)
+    lower_psnr = {**GOOD, "ae": {"recon_mse": 0.012, "psnr": 22.8}}  # -5%
+    result = check(tmp_path, baseline, lower_psnr, name="a")
+    assert result.exit_code == 1 and "ae/psnr worse by 5.0%" in last_line(result)
+    higher_psnr = {**GOOD, "ae": {"recon_mse": 0.012, "psnr": 25.2}}
+    result = check(tmp_path, baseline, higher_psnr, name="b")
+    assert result.exit_code == 0 and "better (single run)" in result.output
+
+
+def test_kl_is_two_sided(tmp_path):
+    baseline = make_baseline(tmp_path)
+    vae = GOOD["vae:beta=4"]
+    collapsed = {**GOOD, "vae:beta=4": {**vae, "kl_nats": 15.0}}  # -50%: posterior collapse?
+    result = check(tmp_path, baseline, collapsed, name="a")
+    assert result.exit_code == 1
+    assert "vae:beta=4/kl_nats changed by -50.0%" in last_line(result)
+    higher = {**GOOD, "vae:beta=4": {**vae, "kl_nats": 45.0}}
+    assert check(tmp_path, baseline, higher, name="b").exit_code == 1
+    slightly = {**GOOD, "vae:beta=4": {**vae, "kl_nats": 33.0}}  # +10% < 25% default
+    assert check(tmp_path, baseline, slightly, name="c").exit_code == 0
+
+
+def test_multi_seed_shift_inside_noise_passes_large_shift_fails(tmp_path):
+    seeds = (0, 1, 2, 3, 4)
+    base_fids = [40.0, 42.0, 44.0, 41.0, 43.0]
+    baseline = make_baseline(tmp_path, {"gan": [{"fid": f} for f in base_fids]}, seeds=seeds)
+
+    def shifted(delta):
+        return {"gan": [{"fid": f + delta} for f in base_fids[::-1]]}
+
+    small = check(tmp_path, baseline, shifted(1.0), "--metrics", "fid", seeds=seeds, name="a")
+    assert small.exit_code == 0, small.output
+    # mean±sd (seeds), +1/42, Welch: se = 1, t(0.975, dof=8) = 2.306 -> +-5.5% of 42
+    assert "42±1.6 (5)  43±1.6 (5)  +2.4%   [-3.1%, +7.9%]  10%        ok" in small.output
+    large = check(tmp_path, baseline, shifted(20.0), "--metrics", "fid", seeds=seeds, name="b")
+    assert large.exit_code == 1
+    assert last_line(large).startswith("check: FAILED: gan/fid worse by 47.6% (95% CI +")
+    # +14% with 2 noisy seeds: point beyond 10% but the interval is wide -> unclear, passes
+    noisy = {"gan": [{"fid": 40.0}, {"fid": 56.0}]}
+    result = check(tmp_path, baseline, noisy, "--metrics", "fid", seeds=(0, 1), name="c")
+    assert result.exit_code == 0, result.output
+    assert "unclear (too few seeds / too noisy to tell)" in result.output
+
+
+def test_welch_interval_matches_scipy():
+    base, now = [40.0, 42.0, 44.0, 41.0], [47.0, 45.5, 52.0]
+    diff, low, high = welch_interval(base, now)
+    ci = stats.ttest_ind(now, base, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(np.mean(now) - np.mean(base))
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    assert welch_interval([1.0, 1.0], [2.0, 2.0]) == (1.0, 1.0, 1.0)
+
+
+def test_compare_metric_verdicts():
+    base = [40.0, 41.0, 42.0]
+    assert compare_metric("g", "fid", base, 0, [40.5, 41.0, 41.5], 0, 0.1).verdict == "ok"
+    assert compare_metric("g", "fid", base, 0, [60.0, 61.0, 62.0], 0, 0.1).verdict == "worse"
+    assert compare_metric("g", "fid", base, 0, [20.0, 21.0, 22.0], 0, 0.1).verdict == "better"
+    nan_run = compare_metric("g", "fid", base, 0, [41.0, None], 0, 0.1)
+    assert nan_run.verdict == "diverged" and nan_run.note == "1 of 2 seeds; baseline 0 of 3"
+    assert compare_metric("g", "fid", base, 0, [], 0, 0.1).verdict == "missing"
+    # baseline zero: relative change is infinite, not a crash
+    assert compare_metric("g", "recall", [0.0], 0, [0.2], 0, 0.1).verdict == "better"
+
+
+def test_image_size_mismatch_is_refused_unless_forced(tmp_path):
+    baseline = make_baseline(tmp_path)
+    result = check(tmp_path, baseline, GOOD, image_size=64, name="a")
+    assert result.exit_code == 2
+    assert "image_size differs (baseline 32, now 64)" in result.output
+    forced = check(tmp_path, baseline, GOOD, "--force", image_size=64, name="b")
+    assert forced.exit_code == 0, forced.output
+    assert "WARNING: --force: ae: image_size differs (baseline 32, now 64)" in forced.output
+
+
+def test_fid_sample_count_mismatch_is_refused(tmp_path):
+    baseline = make_baseline(tmp_path)
+    result = check(tmp_path, baseline, GOOD, fid_n=5000)
+    assert result.exit_code == 2
+    assert "fid_samples differs (baseline 1000, now 5000)" in result.output
+
+
+def test_epochs_mismatch_only_warns(tmp_path):
+    baseline = make_baseline(tmp_path)
+    result = check(tmp_path, baseline, GOOD, epochs=3)
+    assert result.exit_code == 0
+    assert "warning: ae: epochs differs (baseline 2, now 3)" in result.output
+
+
+def test_missing_model_or_metric_fails_new_model_does_not(tmp_path):
+    baseline = make_baseline(tmp_path)
+    no_gan = {k: v for k, v in GOOD.items() if k != "gan"}
+    result = check(tmp_path, baseline, no_gan, name="a")
+    assert result.exit_code == 1
+    assert last_line(result) == "check: FAILED: gan missing from results"
+    no_kl = {**GOOD, "vae:beta=4": {"fid": 80.0, "recon_mse": 0.02, "psnr": 21.0}}
+    result = check(tmp_path, baseline, no_kl, name="b")
+    assert result.exit_code == 1
+    assert last_line(result) == "check: FAILED: vae:beta=4/kl_nats missing from results"
+    extra = {**GOOD, "vae:beta=1": GOOD["vae:beta=4"]}
+    result = check(tmp_path, baseline, extra, name="c")
+    assert result.exit_code == 0 and "new (not in baseline)" in result.output
+
+
+def test_diverged_run_counts_as_worse(tmp_path):
+    seeds = (0, 1)
+    baseline = make_baseline(tmp_path, {"gan": [{"fid": 40.0}, {"fid": 41.0}]}, seeds=seeds)
+    results = tmp_path / "now"
+    write_run(results, "gan", 0, {"fid": 40.0})
+    write_run(results, "gan", 1, {"fid": 400.0}, status="diverged")
+    result = invoke(check_command, results, "--baseline", baseline)
+    assert result.exit_code == 1
+    assert "gan/fid diverged in 1 of 2 seeds; baseline 0 of 2" in last_line(result)
+
+
+def test_divergence_as_often_as_in_the_baseline_passes(tmp_path):
+    for name in ("base", "now"):  # a GAN seed that diverges on both sides: not a regression
+        write_run(tmp_path / name, "gan", 0, {"fid": 40.0})
+        write_run(tmp_path / name, "gan", 1, {"fid": 400.0}, status="diverged")
+    out = tmp_path / "ref.json"
+    assert invoke(baseline_command, tmp_path / "base", "--out", out).exit_code == 0
+    assert json.loads(out.read_text())["models"]["gan"]["diverged_seeds"] == [1]
+    result = invoke(check_command, tmp_path / "now", "--baseline", out)
+    assert result.exit_code == 0, result.output
+    assert last_line(result) == "check: PASSED (3 compared)"
+
+
+def test_markdown_report_written(tmp_path):
+    baseline = make_baseline(tmp_path)
+    md = tmp_path / "summary.md"
+    result = check(tmp_path, baseline, {**GOOD, "gan": {"fid": 60.0}}, "--markdown", md)
+    assert result.exit_code == 1
+    text = md.read_text()
+    assert "| model | metric | baseline | now | change | 95% CI | tolerance | verdict |" in text
+    assert "| gan | fid | 40 (1) | 60 (1) | +50.0% |  | 10% | worse (single run) |" in text
+    assert "**check: FAILED: gan/fid worse by 50.0%" in text
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"models": {}}', "has no format"),
+        ('{"format": "dogbench-baseline", "models": {"gan": {"metrics": 3}}}', "malformed"),
+        (None, "not found"),
+    ],
+)
+def test_bad_baseline_file_exits_2(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    result = check(tmp_path, path, GOOD)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_bad_input_exits_2(tmp_path):
+    baseline = make_baseline(tmp_path)
+    results = write_sweep(tmp_path / "now", GOOD)
+    for args, message in [
+        (["--tolerance", "fid=abc"], "not a tolerance"),
+        (["--tolerance", "fdi=0.1"], "unknown metric 'fdi'"),
+        (["--metrics", "sharpness"], "no direction known"),
+        (["--metrics", "kid_mean"], "not in the baseline"),
+    ]:
+        result = invoke(check_command, results, "--baseline", baseline, *args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    (results / "gan-seed0" / "status.json").write_text('{"status": "running"}')
+    result = invoke(check_command, results, "--baseline", baseline)
+    assert result.exit_code == 2 and "status 'running'" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke(baseline_command, empty, "--out", tmp_path / "x.json").exit_code == 2
+
+
+def test_parse_tolerances():
+    tol = parse_tolerances("0.2,fid=5%")
+    assert tol["fid"] == pytest.approx(0.05) and tol["recon_mse"] == 0.2
+    assert parse_tolerances(None)["kl_nats"] == 0.25
+    assert math.isclose(parse_tolerances("recall=0")["recall"], 0.0)

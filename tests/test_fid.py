@@ -1,0 +1,262 @@
+"""FID core: Fréchet distance, weight mapping, parity with pytorch-fid, cache, CLI errors."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from pytorch_fid.fid_score import calculate_fid_given_paths, calculate_frechet_distance
+from scipy import linalg
+
+from bench import fid
+from bench.fid_cli import fid_command
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One cache dir for the session, so the weight renaming runs once, not per test."""
+    return tmp_path_factory.mktemp("dogbench_cache")
+
+
+@pytest.fixture(autouse=True)
+def cache(shared_cache, monkeypatch):
+    monkeypatch.setenv("DOGBENCH_CACHE", str(shared_cache))
+    return shared_cache
+
+
+def _gaussian_stats(rng, dims, n):
+    feats = rng.normal(size=(n, dims)) @ rng.normal(size=(dims, dims)) + rng.normal(size=dims)
+    return fid.feature_stats(feats)
+
+
+def _blob_images(rng, n, size, brightness):
+    """Smooth random colour fields (natural-ish images), uint8 N×3×size×size."""
+    low = torch.from_numpy(rng.random((n, 3, 4, 4))).float() * brightness
+    up = torch.nn.functional.interpolate(
+        low, size=(size, size), mode="bicubic", align_corners=False
+    )
+    return (up.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _save_folder(folder, images):
+    folder.mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+    return folder
+
+
+# ---------------------------------------------------------------- Fréchet distance
+
+
+def test_frechet_matches_direct_scipy_and_pytorch_fid():
+    rng = np.random.default_rng(0)
+    mu1, s1 = _gaussian_stats(rng, 16, 400)
+    mu2, s2 = _gaussian_stats(rng, 16, 400)
+    direct = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    result = fid.frechet_distance(mu1, s1, mu2, s2)
+    assert result.fid == pytest.approx(direct, rel=1e-9)
+    assert float(result) == pytest.approx(calculate_frechet_distance(mu1, s1, mu2, s2), rel=1e-9)
+    assert result.eps_added == 0 and result.note is None
+
+
+def test_frechet_closed_form_for_diagonal_covariances():
+    # Diagonal S1, S2: FID = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2 (Dowson & Landau 1982).
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 9.0])
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
+    expected = 5.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)).fid == pytest.approx(expected)
+
+
+def test_large_imaginary_sqrtm_is_reported_as_nan():
+    # sqrt(-I) = i·I: a large imaginary diagonal, which pytorch-fid raises on.
+    with pytest.warns(RuntimeWarning, match="imaginary"):
+        result = fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
+    assert np.isnan(result.fid) and result.max_imag == pytest.approx(1.0)
+    assert "NaN" in result.note
+
+
+def test_singular_product_adds_eps_and_reports(monkeypatch):
+    real_sqrtm = fid._sqrtm_product
+    calls = []
+
+    def first_call_not_finite(s1, s2):
+        calls.append((s1.copy(), s2.copy()))
+        root, flagged = real_sqrtm(s1, s2)
+        return (np.full_like(root, np.inf), flagged) if len(calls) == 1 else (root, flagged)
+
+    monkeypatch.setattr(fid, "_sqrtm_product", first_call_not_finite)
+    with pytest.warns(RuntimeWarning, match="singular"):
+        result = fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), eps=1e-3)
+    assert result.eps_added == 1e-3 and np.isfinite(result.fid)
+    np.testing.assert_allclose(calls[1][0], np.eye(2) * (1 + 1e-3))
+
+
+def test_small_n_label_and_warning():
+    assert fid.fid_label(500) == "FID (N=500)"
+    rng = np.random.default_rng(1)
+    with pytest.warns(UserWarning, match=r"FID \(N=100\)"):
+        fid.fid_from_features(rng.normal(size=(100, 4)), rng.normal(size=(120, 4)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fid.warn_small_n(fid.SMALL_N)
+
+
+def test_float_images_quantised_like_png():
+    x = torch.tensor([0.0, 0.5, 1.0, 0.2]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    assert fid.to_uint8(x).flatten()[:4].tolist() == [0, 128, 255, 51]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fid.to_uint8(x * 2 - 1)
+
+
+# ---------------------------------------------------------------- weights
+
+
+@pytest.fixture(scope="module")
+def fid_helper_state():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ts = torch.jit.load(str(fid.fid_helper_path()), map_location="cpu").eval()
+    return ts, dict(ts.state_dict())
+
+
+def test_mapping_fills_every_pytorch_fid_key(fid_helper_state):
+    _, ts_state = fid_helper_state
+    assert len(ts_state) == 376
+    mapped = fid.map_fid_helper_state_dict(ts_state)
+    template = fid.pytorch_fid_template()
+    assert set(mapped) == set(template)
+    assert all(mapped[k].shape == template[k] for k in template)
+    # 94 conv layers x 4 TorchScript tensors; BN gamma = 1 (TF graph trained with scale=False)
+    assert len(fid.conv_name_map()) * 4 == len(ts_state)
+    assert torch.equal(mapped["Mixed_7c.branch_pool.bn.weight"], torch.ones(192))
+    assert torch.equal(
+        mapped["Mixed_6a.branch3x3.conv.weight"], ts_state["net.layers.mixed_3.conv.weight"]
+    )
+    assert mapped["fc.weight"].isnan().all()
+
+
+def test_mapping_rejects_incomplete_or_foreign_weights(fid_helper_state):
+    _, ts_state = fid_helper_state
+    missing = {k: v for k, v in ts_state.items() if k != "net.layers.mixed_10.tower_2_conv.var"}
+    with pytest.raises(fid.BenchError, match="tower_2_conv.var missing"):
+        fid.map_fid_helper_state_dict(missing)
+    with pytest.raises(fid.BenchError, match="no pytorch-fid name"):
+        fid.map_fid_helper_state_dict(ts_state | {"net.layers.fc.weight": torch.zeros(3)})
+    bad_shape = fid.map_fid_helper_state_dict(ts_state)
+    bad_shape["Conv2d_1a_3x3.conv.weight"] = torch.zeros(32, 3, 5, 5)
+    with pytest.raises(fid.BenchError, match="1 wrong-shape"):
+        fid.check_state_dict(bad_shape)
+
+
+def test_mapped_net_matches_torchscript_features(fid_helper_state):
+    """Self-consistency: pool3 features of pytorch-fid's net with the renamed weights equal the
+    TorchScript's own output on the same 299×299 input (both end in an 8×8 average pool)."""
+    ts, _ = fid_helper_state
+    images = _blob_images(np.random.default_rng(2), 2, 299, 1.0).float() / 255
+    with torch.inference_mode():
+        ours = fid.load_inception("cpu", 2048)(images)[0].flatten(1)  # resize 299->299 = identity
+        theirs = ts(2 * images - 1)  # pytorch-fid's scaling to [-1, 1], done by hand here
+    assert (ours - theirs).abs().max() < 1e-4 * theirs.abs().max()
+
+
+# ---------------------------------------------------------------- parity with pytorch-fid
+
+
+def test_exact_cli_equals_pytorch_fid(tmp_path, monkeypatch):
+    # pytorch-fid finds "its" checkpoint in TORCH_HOME: our renamed state dict, saved there.
+    fid.clear_inception_cache()
+    state, _ = fid.pytorch_fid_state_dict()
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(state, hub / fid.PYTORCH_FID_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    rng = np.random.default_rng(3)
+    a = _save_folder(tmp_path / "a", _blob_images(rng, 12, 24, 1.0))
+    b = _save_folder(tmp_path / "b", _blob_images(rng, 12, 24, 0.6))
+    # dims=2048 runs every Inception block; N < 2048 makes the covariances singular, which
+    # both implementations take through the same scipy sqrtm.
+    out = CliRunner().invoke(fid_command, [str(a), str(b), "--exact", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    ours = float(re.search(r"FID: (\S+)", out.output).group(1))
+    assert fid.weights_source() == str(hub / fid.PYTORCH_FID_FILE)
+    theirs = calculate_fid_given_paths([str(a), str(b)], 50, "cpu", 2048, num_workers=0)
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours > 1.0  # different folders: a real distance, not 0 == 0
+    assert "N=12" in out.output and "FID (N=12)" in out.output
+    fid.clear_inception_cache()
+
+
+def test_fast_features_close_to_exact():
+    images = _blob_images(np.random.default_rng(4), 4, 32, 1.0)
+    exact = fid.inception_features(images, exact=True)
+    fast = fid.inception_features(images, exact=False)
+    assert fast.shape == exact.shape == (4, 2048) and fast.dtype == np.float32
+    assert np.linalg.norm(fast - exact) < 0.05 * np.linalg.norm(exact)
+
+
+# ---------------------------------------------------------------- real-data statistics cache
+
+
+def test_real_statistics_cached_without_second_pass(cache):
+    images = _blob_images(np.random.default_rng(5), 6, 16, 1.0)
+    key = {"dataset": "blobs", "split": "train", "image_size": 16, "n": 6}
+    before = fid.inception_pass_count()
+    mu, sigma, feats = fid.real_statistics(key, images, dims=64)
+    assert fid.inception_pass_count() == before + 6
+    assert len(list((cache / "fid_stats").glob("*.npz"))) >= 1
+    mu2, sigma2, feats2 = fid.real_statistics(key, images, dims=64)
+    assert fid.inception_pass_count() == before + 6  # served from disk
+    np.testing.assert_array_equal(feats2, feats)
+    np.testing.assert_array_equal(mu2, mu)
+    assert feats.shape == (6, 64) and sigma.shape == (64, 64)
+    changed = images.clone()
+    changed[0] = 255 - changed[0]  # same key, different pixels: must not reuse the stats
+    fid.real_statistics(key, changed, dims=64)
+    assert fid.inception_pass_count() == before + 12
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_mixed_sizes_recursive_and_save_stats(tmp_path):
+    rng = np.random.default_rng(6)
+    a = _save_folder(tmp_path / "a" / "sub", _blob_images(rng, 3, 20, 1.0)).parent
+    _save_folder(tmp_path / "a" / "other", _blob_images(rng, 2, 28, 1.0))
+    b = _save_folder(tmp_path / "b", _blob_images(rng, 4, 20, 0.5))
+    runner = CliRunner()
+    direct = runner.invoke(fid_command, [str(a), str(b), "--dims", "64", "--device", "cpu"])
+    assert direct.exit_code == 0, direct.output
+    assert "N=5" in direct.output and "N=4" in direct.output
+    stats = tmp_path / "b.npz"
+    saved = runner.invoke(fid_command, [str(b), str(stats), "--save-stats", "--dims", "64"])
+    assert saved.exit_code == 0, saved.output
+    via_npz = runner.invoke(fid_command, [str(a), str(stats), "--dims", "64", "--device", "cpu"])
+    assert via_npz.exit_code == 0, via_npz.output
+    value = re.compile(r"FID: (\S+)")
+    assert value.search(via_npz.output).group(1) == value.search(direct.output).group(1)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda p: [str(p / "missing"), str(p / "b")], "does not exist"),
+        (lambda p: [str(p / "empty"), str(p / "b")], "found 0 images"),
+        (lambda p: [str(p / "b"), str(p / "b"), "--dims", "100"], "--dims 100 not supported"),
+        (lambda p: [str(p / "b"), str(p / "s64.npz")], "64-d statistics but --dims is 2048"),
+        (lambda p: [str(p / "b"), str(p / "b" / "0.png")], "not .npz"),
+        (lambda p: [str(p / "b"), str(p / "b"), "--device", "tpu"], "unknown"),
+        (lambda p: [str(p / "b"), str(p / "s64.npz"), "--save-stats"], "exists"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, make_args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    (tmp_path / "b").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "b" / "0.png")
+    np.savez(tmp_path / "s64.npz", mu=np.zeros(64), sigma=np.eye(64))
+    out = CliRunner().invoke(fid_command, make_args(tmp_path))
+    assert out.exit_code == 2, out.output
+    assert message in out.output and out.output.strip().count("\n") == 0
