@@ -52,6 +52,12 @@ class EvalConfig:
     fid_exact: bool = False  # fp32 reference Inception pass instead of the fast path
     heldout_images: int = 500  # test-split images for recon_mse / psnr / kl_nats
     grid_images: int = 64  # images in samples.png / recon.png
+    # Metrics beyond FID, all from the same Inception features / images (bench.evaluate.EXTRAS).
+    extras: list[str] = field(
+        default_factory=lambda: ["kid", "prdc", "sharpness", "diversity", "memorization"]
+    )
+    extras_every: int = 1  # compute extras at every Nth evaluation (the last one always)
+    fid_inf: bool = False  # FID extrapolated to N -> infinity at the last evaluation (slow)
 
 
 @dataclass

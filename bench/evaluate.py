@@ -13,6 +13,7 @@ import torch
 
 from bench.config import EvalConfig
 from bench.data import ImageSet
+from bench.errors import BenchError
 
 SAMPLE_SEED = 1234  # the same latents at every evaluation, so curves compare like with like
 CHUNK = 250  # images generated / reconstructed per forward pass
@@ -55,12 +56,68 @@ def reconstruct(model, images_uint8: torch.Tensor) -> torch.Tensor | None:
     return torch.cat(out)
 
 
+def _kid(fake_feats, real_feats, fake, real, fid_value):
+    from bench.feature_metrics import kid
+
+    # Subsets of at most 1000 (Binkowski et al. 2018); 100 subsets at large N, fewer when small.
+    mean, std = kid(real_feats, fake_feats, subsets=100, subset_size=1000)
+    return {"kid_mean": mean, "kid_std": std}
+
+
+def _prdc(fake_feats, real_feats, fake, real, fid_value):
+    from bench.feature_metrics import density_coverage, precision_recall
+
+    precision, recall = precision_recall(real_feats, fake_feats, k=3)
+    density, coverage = density_coverage(real_feats, fake_feats, k=5)
+    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
+
+
+def _sharpness(fake_feats, real_feats, fake, real, fid_value):
+    from bench.image_metrics import sharpness_ratio
+
+    return {"sharpness": sharpness_ratio(fake, real.float() / 255)}
+
+
+def _diversity(fake_feats, real_feats, fake, real, fid_value):
+    from bench.image_metrics import batch_diversity
+
+    # Mean pairwise distance within 200 samples relative to 200 real images: falls towards 0
+    # when the generator collapses onto a few modes.
+    n = min(200, len(fake), len(real))
+    return {"diversity": batch_diversity(fake[:n]) / batch_diversity(real[:n].float() / 255)}
+
+
+def _memorization(fake_feats, real_feats, fake, real, fid_value):
+    from bench.feature_metrics import memorization
+
+    m = memorization(real_feats, fake_feats, fid_train=fid_value)
+    return {
+        "mem_dist_mean": m["mem_dist_mean"],
+        "mem_dist_q05": m["mem_dist_q05"],
+        "mifid": m["mifid"],
+    }
+
+
+# name -> fn(fake_feats, real_feats, fake_images01, real_images_uint8, fid) -> {metric: value}
+EXTRAS = {
+    "kid": _kid,
+    "prdc": _prdc,
+    "sharpness": _sharpness,
+    "diversity": _diversity,
+    "memorization": _memorization,
+}
+
+
 class Evaluator:
     def __init__(self, cfg: EvalConfig, fid_real: ImageSet, heldout: ImageSet, device):
+        unknown = sorted(set(cfg.extras) - set(EXTRAS))
+        if unknown:
+            raise BenchError(f"unknown eval.extras {unknown[0]!r}; accepted: {', '.join(EXTRAS)}")
         self.cfg, self.fid_real, self.heldout, self.device = cfg, fid_real, heldout, device
         self.n_fid = min(cfg.fid_samples, len(fid_real))
         self.heldout_images = heldout.images[: cfg.heldout_images]
         self._real = None
+        self.evaluations = 0
 
     def real_statistics(self):
         from bench import fid
@@ -80,26 +137,46 @@ class Evaluator:
         return self._real
 
     @torch.no_grad()
-    def __call__(self, model) -> list[MetricValue]:
+    def __call__(self, model, final: bool = False) -> list[MetricValue]:
         was_training = model.training
         model.eval()
+        self.evaluations += 1
         try:
-            return self._sample_metrics(model) + self._heldout_metrics(model)
+            return self._sample_metrics(model, final) + self._heldout_metrics(model)
         finally:
             model.train(was_training)
 
-    def _sample_metrics(self, model) -> list[MetricValue]:
+    def _extras_due(self, final: bool) -> bool:
+        every = self.cfg.extras_every
+        return final or (every > 0 and self.evaluations % every == 0)
+
+    def _sample_metrics(self, model, final: bool) -> list[MetricValue]:
         if self.n_fid == 0:
             return []
         from bench import fid
 
-        mu_real, sigma_real, _ = self.real_statistics()
+        mu_real, sigma_real, real_feats = self.real_statistics()
         fake = generate(model, self.n_fid)
         feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
-        mu, sigma = fid.feature_stats(feats)
-        result = fid.frechet_distance(mu, sigma, mu_real, sigma_real)
-        value = getattr(result, "value", result)
-        return [MetricValue("fid", float(value), self.n_fid)]
+        result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
+        n = self.n_fid
+        out = [MetricValue("fid", float(result), n)]
+        if result.eps_added or result.max_imag:  # the sqrtm fallback was taken: say so
+            out.append(MetricValue("fid_sqrtm_eps", result.eps_added, n))
+            out.append(MetricValue("fid_sqrtm_max_imag", result.max_imag, n))
+        if self._extras_due(final):
+            real = self.fid_real.images[:n]
+            for name in self.cfg.extras:
+                values = EXTRAS[name](feats, real_feats, fake, real, float(result))
+                out += [MetricValue(k, float(v), n) for k, v in values.items()]
+        if final and self.cfg.fid_inf:
+            from bench.feature_metrics import fid_infinity_from_features
+
+            # Chong & Forsyth 2020: FID is linear in 1/N; 5 points keep the cost bounded.
+            ns = sorted({max(n // k, 50) for k in (5, 4, 3, 2, 1)})
+            fid_inf, _ = fid_infinity_from_features(real_feats, feats, ns=ns)
+            out.append(MetricValue("fid_inf", fid_inf, n))
+        return out
 
     def _heldout_metrics(self, model) -> list[MetricValue]:
         from bench import image_metrics
@@ -108,14 +185,16 @@ class Evaluator:
         if len(real) == 0:
             return []
         out = []
+        n = len(real)
         recon = reconstruct(model, real)
         if recon is not None:
             x = real.float() / 255
-            n = len(real)
             out += [
-                MetricValue("recon_mse", float(image_metrics.recon_mse(x, recon)), n),
-                MetricValue("psnr", float(image_metrics.psnr(x, recon)), n),
+                MetricValue("recon_mse", image_metrics.recon_mse(x, recon), n),
+                MetricValue("psnr", image_metrics.psnr(x, recon), n),
+                MetricValue("ssim", image_metrics.ssim(x, recon), n),
+                MetricValue("sharpness_recon", image_metrics.sharpness_ratio(recon, x), n),
             ]
         terms = model.heldout_terms(to_model_space(real, model.device))
-        out += [MetricValue(k, float(v), len(real)) for k, v in terms.items()]
+        out += [MetricValue(k, float(v), n) for k, v in terms.items()]
         return out

@@ -440,60 +440,93 @@ class FrechetResult:
     eps_added: 0, or the eps put on both covariance diagonals because the product was singular.
     max_imag: largest |imaginary part| of sqrt(S1 S2) that was dropped (0 when real).
     note: one line describing any fallback taken, None on the clean path.
+    method: how Tr sqrt(S1 S2) was computed ("sqrtm" as pytorch-fid, or "eigh").
     """
 
     fid: float
     eps_added: float = 0.0
     max_imag: float = 0.0
     note: str | None = None
+    method: str = "sqrtm"
 
     def __float__(self) -> float:
         return self.fid
 
 
-def _sqrtm_product(sigma1: np.ndarray, sigma2: np.ndarray) -> tuple[np.ndarray, bool]:
-    """scipy's sqrtm(S1 S2), as pytorch-fid; also whether scipy flagged it singular/ill-conditioned."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    flagged = any(issubclass(w.category, linalg.LinAlgWarning) for w in caught)
-    return covmean, flagged
+def _trace_sqrt_sqrtm(
+    s1: np.ndarray, s2: np.ndarray, eps: float
+) -> tuple[float, float, float, list[str]]:
+    """Tr sqrt(S1 S2) as pytorch-fid: scipy sqrtm; eps·I on both diagonals when not finite;
+    imaginary parts dropped when the diagonal's are within 1e-3 (else NaN).
+    Returns (trace, eps_added, max |imag| dropped, notes)."""
+    covmean = linalg.sqrtm(s1.dot(s2))
+    notes, eps_added = [], 0.0
+    if not np.isfinite(covmean).all():
+        eps_added, offset = eps, np.eye(len(s1)) * eps
+        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+        notes.append(f"sqrt(S1 S2) not finite (singular product): added {eps:g} to both diagonals")
+    max_imag = float(np.abs(covmean.imag).max()) if np.iscomplexobj(covmean) else 0.0
+    if np.iscomplexobj(covmean) and not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+        notes.append(f"sqrt(S1 S2) has imaginary part up to {max_imag:.3g}: FID set to NaN")
+        return float("nan"), eps_added, max_imag, notes
+    return float(np.trace(covmean.real)), eps_added, max_imag, notes
+
+
+def _trace_sqrt_eigh(s1: np.ndarray, s2: np.ndarray) -> tuple[float, float, float, list[str]]:
+    """Tr sqrt(S1 S2) = sum sqrt(eig(A S2 A)), A = S1^(1/2): S1 S2 = A (A S2 A) A^-1 has the
+    eigenvalues of the symmetric PSD A S2 A (Mathiasen & Hvilshøj 2020, "Backpropagating
+    through FID"), so two symmetric eigensolves replace the Schur sqrtm (~5× faster at 2048-d).
+    Negative eigenvalues are rounding noise when tiny; sqrt(|λ|) is the imaginary part dropped."""
+    w, u = linalg.eigh(s1)
+    root_s1 = (u * np.sqrt(np.clip(w, 0, None))) @ u.T
+    lam = linalg.eigvalsh(root_s1 @ s2 @ root_s1)
+    max_imag = float(np.sqrt(max(-lam.min(), 0.0)))
+    if max_imag > 1e-3:  # pytorch-fid's tolerance on the imaginary diagonal
+        return (
+            float("nan"),
+            0.0,
+            max_imag,
+            [f"eig(S1 S2) has sqrt|negative| up to {max_imag:.3g}: FID set to NaN"],
+        )
+    return float(np.sqrt(np.clip(lam, 0, None)).sum()), 0.0, max_imag, []
+
+
+FRECHET_METHODS = ("sqrtm", "eigh")
 
 
 def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    eps: float = 1e-6,
+    method: str = "sqrtm",
 ) -> FrechetResult:
     """d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) (Dowson & Landau 1982; Heusel 2017).
 
-    Same algorithm as pytorch-fid's calculate_frechet_distance (scipy sqrtm; eps·I on both
-    diagonals when the product's root is not finite; imaginary parts dropped if the diagonal's
-    are below 1e-3), but every fallback is reported: in the result and by warnings.warn.
+    method="sqrtm" is pytorch-fid's calculate_frechet_distance (the reference); "eigh" gets the
+    same trace from symmetric eigenvalues, much faster (agrees to ~1e-7 relative). Every
+    fallback (eps on the diagonals, imaginary parts) is reported in the result and warned.
     """
+    if method not in FRECHET_METHODS:
+        raise ValueError(f"method {method!r} unknown; accepted: {FRECHET_METHODS}")
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
-    sigma1, sigma2 = (
-        np.atleast_2d(sigma1).astype(np.float64),
-        np.atleast_2d(sigma2).astype(np.float64),
-    )
+    sigma1 = np.atleast_2d(sigma1).astype(np.float64)
+    sigma2 = np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(
             f"statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, "
             f"sigma {sigma1.shape} vs {sigma2.shape}"
         )
-    notes, eps_added = [], 0.0
-    covmean, _ = _sqrtm_product(sigma1, sigma2)
-    if not np.isfinite(covmean).all():
-        eps_added = eps
-        offset = np.eye(len(sigma1)) * eps
-        covmean, _ = _sqrtm_product(sigma1 + offset, sigma2 + offset)
-        notes.append(f"sqrt(S1 S2) not finite (singular product): added {eps:g} to both diagonals")
-    max_imag = float(np.abs(covmean.imag).max()) if np.iscomplexobj(covmean) else 0.0
-    if np.iscomplexobj(covmean) and not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-        notes.append(f"sqrt(S1 S2) has imaginary part up to {max_imag:.3g}: FID set to NaN")
-        return _report(FrechetResult(float("nan"), eps_added, max_imag, "; ".join(notes)))
+    if not all(np.isfinite(x).all() for x in (mu1, mu2, sigma1, sigma2)):
+        raise ValueError("statistics contain NaN or inf")
+    if method == "sqrtm":
+        tr_covmean, eps_added, max_imag, notes = _trace_sqrt_sqrtm(sigma1, sigma2, eps)
+    else:
+        tr_covmean, eps_added, max_imag, notes = _trace_sqrt_eigh(sigma1, sigma2)
     diff = mu1 - mu2
-    tr_covmean = float(np.trace(covmean.real))
     fid = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
-    return _report(FrechetResult(fid, eps_added, max_imag, "; ".join(notes) or None))
+    return _report(FrechetResult(fid, eps_added, max_imag, "; ".join(notes) or None, method))
 
 
 def _report(result: FrechetResult) -> FrechetResult:
@@ -519,10 +552,12 @@ def warn_small_n(n: int) -> None:
         )
 
 
-def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> FrechetResult:
+def fid_from_features(
+    feats_a: np.ndarray, feats_b: np.ndarray, method: str = "sqrtm"
+) -> FrechetResult:
     """FID between two feature sets (warns when either has fewer than 2048 rows)."""
     warn_small_n(min(len(feats_a), len(feats_b)))
-    return frechet_distance(*feature_stats(feats_a), *feature_stats(feats_b))
+    return frechet_distance(*feature_stats(feats_a), *feature_stats(feats_b), method=method)
 
 
 # ---------------------------------------------------------------- cached real-data statistics

@@ -202,8 +202,12 @@ def fid_command(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sides = [path_statistics(p, dev, exact, batch_size, dims) for p in (path_a, path_b)]
-        result = fid.frechet_distance(sides[0][0], sides[0][1], sides[1][0], sides[1][1])
+        # exact: pytorch-fid's sqrtm; fast: same trace from symmetric eigenvalues (~5× faster)
+        method = "sqrtm" if exact else "eigh"
+        (mu_a, sigma_a, _, _), (mu_b, sigma_b, _, _) = sides
+        result = fid.frechet_distance(mu_a, sigma_a, mu_b, sigma_b, method=method)
     click.echo(f"FID: {result.fid:.4f}")
+    click.echo(f"  Tr sqrt(S1 S2) by {result.method}")
     for path, (_, _, n, what) in zip((path_a, path_b), sides, strict=True):
         click.echo(f"  {path}: N={n if n is not None else '?'} ({what})")
     known_n = [s[2] for s in sides if s[2] is not None]

@@ -25,6 +25,7 @@ from bench.evaluate import Evaluator
 from bench.results import run_id
 from bench.train import RunPlan, train_run
 from models import parse_model_spec
+from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config
 
 SHARED_SECTIONS = ("backbone", "data", "train", "eval")
@@ -67,6 +68,11 @@ def run_config(cfg: SweepConfig, spec, seed: int, rid: str) -> dict:
 
 
 def plan_sweep(cfg: SweepConfig, out: Path) -> list[RunPlan]:
+    if cfg.data.image_size not in SUPPORTED_SIZES:
+        accepted = ", ".join(map(str, SUPPORTED_SIZES))
+        raise BenchError(
+            f"data.image_size {cfg.data.image_size} not supported; accepted: {accepted}"
+        )
     specs = [parse_model_spec(m) for m in cfg.models]
     if not specs:
         raise BenchError("no models given; accepted: e.g. --models ae,vae,gan")

@@ -151,7 +151,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
         if epoch % cfg.eval.every == 0 or epoch == cfg.train.epochs:
             t1 = time.perf_counter()
             line += " | eval:"
-            for m in evaluator(model):
+            for m in evaluator(model, final=epoch == cfg.train.epochs):
                 log.add(epoch, step, m.metric, m.value, m.n)
                 line += f" {m.metric}={m.value:.4g}"
             log.add(epoch, step, "cost/eval_seconds", time.perf_counter() - t1)

@@ -8,7 +8,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from pytorch_fid.fid_score import calculate_fid_given_paths, calculate_frechet_distance
+from pytorch_fid.fid_score import (
+    calculate_fid_given_paths,
+    calculate_frechet_distance,
+    get_activations,
+)
+from pytorch_fid.inception import InceptionV3
 from scipy import linalg
 
 from bench import fid
@@ -79,19 +84,31 @@ def test_large_imaginary_sqrtm_is_reported_as_nan():
 
 
 def test_singular_product_adds_eps_and_reports(monkeypatch):
-    real_sqrtm = fid._sqrtm_product
-    calls = []
+    real_sqrtm = fid.linalg.sqrtm
+    seen = []
 
-    def first_call_not_finite(s1, s2):
-        calls.append((s1.copy(), s2.copy()))
-        root, flagged = real_sqrtm(s1, s2)
-        return (np.full_like(root, np.inf), flagged) if len(calls) == 1 else (root, flagged)
+    def first_call_not_finite(a):
+        seen.append(a.copy())
+        return np.full_like(a, np.inf) if len(seen) == 1 else real_sqrtm(a)
 
-    monkeypatch.setattr(fid, "_sqrtm_product", first_call_not_finite)
+    monkeypatch.setattr(fid.linalg, "sqrtm", first_call_not_finite)
     with pytest.warns(RuntimeWarning, match="singular"):
         result = fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), eps=1e-3)
-    assert result.eps_added == 1e-3 and np.isfinite(result.fid)
-    np.testing.assert_allclose(calls[1][0], np.eye(2) * (1 + 1e-3))
+    assert result.eps_added == 1e-3 and result.fid == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(seen[1], np.eye(2) * (1 + 1e-3) ** 2)
+
+
+def test_eigh_trace_agrees_with_sqrtm():
+    rng = np.random.default_rng(7)
+    for n in (300, 20):  # full-rank and rank-deficient (N < dims) covariances
+        mu1, s1 = _gaussian_stats(rng, 64, n)
+        mu2, s2 = _gaussian_stats(rng, 64, n)
+        by_sqrtm = fid.frechet_distance(mu1, s1, mu2, s2, method="sqrtm")
+        by_eigh = fid.frechet_distance(mu1, s1, mu2, s2, method="eigh")
+        assert by_eigh.fid == pytest.approx(by_sqrtm.fid, rel=1e-6)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        bad = fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3), method="eigh")
+    assert np.isnan(bad.fid) and bad.max_imag == pytest.approx(1.0)
 
 
 def test_small_n_label_and_warning():
@@ -165,35 +182,56 @@ def test_mapped_net_matches_torchscript_features(fid_helper_state):
 # ---------------------------------------------------------------- parity with pytorch-fid
 
 
-def test_exact_cli_equals_pytorch_fid(tmp_path, monkeypatch):
-    # pytorch-fid finds "its" checkpoint in TORCH_HOME: our renamed state dict, saved there.
+@pytest.fixture
+def pytorch_fid_home(tmp_path, monkeypatch):
+    """TORCH_HOME where pytorch-fid finds "its" checkpoint: our renamed state dict."""
     fid.clear_inception_cache()
     state, _ = fid.pytorch_fid_state_dict()
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     torch.save(state, hub / fid.PYTORCH_FID_FILE)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    rng = np.random.default_rng(3)
-    a = _save_folder(tmp_path / "a", _blob_images(rng, 12, 24, 1.0))
-    b = _save_folder(tmp_path / "b", _blob_images(rng, 12, 24, 0.6))
-    # dims=2048 runs every Inception block; N < 2048 makes the covariances singular, which
-    # both implementations take through the same scipy sqrtm.
-    out = CliRunner().invoke(fid_command, [str(a), str(b), "--exact", "--device", "cpu"])
-    assert out.exit_code == 0, out.output
-    ours = float(re.search(r"FID: (\S+)", out.output).group(1))
-    assert fid.weights_source() == str(hub / fid.PYTORCH_FID_FILE)
-    theirs = calculate_fid_given_paths([str(a), str(b)], 50, "cpu", 2048, num_workers=0)
-    assert ours == pytest.approx(theirs, abs=1e-3)
-    assert ours > 1.0  # different folders: a real distance, not 0 == 0
-    assert "N=12" in out.output and "FID (N=12)" in out.output
+    yield hub / fid.PYTORCH_FID_FILE
     fid.clear_inception_cache()
 
 
+def test_exact_cli_equals_pytorch_fid(tmp_path, pytorch_fid_home):
+    rng = np.random.default_rng(3)
+    a = _save_folder(tmp_path / "a", _blob_images(rng, 12, 24, 1.0))
+    b = _save_folder(tmp_path / "b", _blob_images(rng, 12, 24, 0.6))
+    # dims=192 (blocks 0-1) keeps the two sqrtm calls cheap; pool3 parity is checked below.
+    # N=12 < 192 makes both covariances singular: both tools take the same scipy path.
+    out = CliRunner().invoke(fid_command, [str(a), str(b), "--exact", "--dims", "192"])
+    assert out.exit_code == 0, out.output
+    ours = float(re.search(r"FID: (\S+)", out.output).group(1))
+    assert fid.weights_source() == str(pytorch_fid_home)  # hub checkpoint preferred
+    theirs = calculate_fid_given_paths([str(a), str(b)], 50, "cpu", 192, num_workers=0)
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours > 1.0  # different folders: a real distance, not 0 == 0
+    assert "N=12" in out.output and "FID (N=12)" in out.output
+
+
+def test_exact_pool3_features_equal_pytorch_fid(tmp_path, pytorch_fid_home):
+    files = sorted(
+        _save_folder(tmp_path / "a", _blob_images(np.random.default_rng(8), 6, 24, 1.0)).glob(
+            "*.png"
+        )
+    )
+    theirs = get_activations(
+        files, InceptionV3([3]).eval(), batch_size=50, dims=2048, num_workers=0
+    )
+    images = torch.stack(
+        [torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1) for f in files]
+    )
+    ours = fid.inception_features(images, exact=True)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
 def test_fast_features_close_to_exact():
-    images = _blob_images(np.random.default_rng(4), 4, 32, 1.0)
+    images = _blob_images(np.random.default_rng(4), 2, 32, 1.0)
     exact = fid.inception_features(images, exact=True)
     fast = fid.inception_features(images, exact=False)
-    assert fast.shape == exact.shape == (4, 2048) and fast.dtype == np.float32
+    assert fast.shape == exact.shape == (2, 2048) and fast.dtype == np.float32
     assert np.linalg.norm(fast - exact) < 0.05 * np.linalg.norm(exact)
 
 
@@ -255,7 +293,8 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, make_args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     (tmp_path / "b").mkdir()
-    Image.new("RGB", (8, 8)).save(tmp_path / "b" / "0.png")
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(tmp_path / "b" / f"{i}.png")
     np.savez(tmp_path / "s64.npz", mu=np.zeros(64), sigma=np.eye(64))
     out = CliRunner().invoke(fid_command, make_args(tmp_path))
     assert out.exit_code == 2, out.output

@@ -1,0 +1,148 @@
+import math
+
+import pytest
+import torch
+
+import models
+from bench.errors import BenchError
+from models.registry import ModelSpec, build_model, parse_model_spec, register_model
+from models.vae import VAE, gaussian_nll_nats, kl_standard_normal_nats
+
+TINY = {"width": 16, "latent_dim": 8}
+
+
+def tiny(name: str, size: int = 32, **params):
+    spec = ModelSpec(name, {k: str(v) for k, v in params.items()})
+    torch.manual_seed(0)
+    return build_model(spec, TINY, size)
+
+
+def batch(size: int = 32, n: int = 16) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("name", ["ae", "vae", "gan"])
+def test_output_shapes(name, size):
+    model = tiny(name, size)
+    x = batch(size, 4)
+    samples = model.sample(3)
+    assert samples.shape == (3, 3, size, size)
+    assert samples.min() >= -1 and samples.max() <= 1
+    recon = model.reconstruct(x)
+    if name == "gan":
+        assert recon is None
+    else:
+        assert recon.shape == x.shape
+        assert model.encode(x).shape == (4, TINY["latent_dim"])
+    terms = model.train_step(x, 0.0)
+    assert all(math.isfinite(float(v)) for v in terms.values())
+
+
+def test_backbone_is_shared():
+    """The fairness claim: AE/VAE decoder == GAN generator; encoders share the D trunk."""
+    ae, vae, gan = tiny("ae"), tiny("vae"), tiny("gan")
+    shapes = lambda m: [tuple(p.shape) for p in m.parameters()]  # noqa: E731
+    assert shapes(ae.decoder) == shapes(vae.decoder) == shapes(gan.generator)
+    assert shapes(ae.trunk) == shapes(vae.trunk) == shapes(gan.discriminator[0])
+
+
+@pytest.mark.parametrize("name", ["ae", "vae"])
+def test_one_step_lowers_autoencoder_loss(name):
+    model = tiny(name)
+    x = batch()
+
+    def loss():
+        if name == "ae":
+            return float(((model.decode(model.encode(x)) - x) ** 2).mean())
+        g = torch.Generator().manual_seed(5)
+        return float(model.loss_terms(x, 1.0, generator=g)["loss"])
+
+    before = loss()
+    model.train_step(x, 1.0)
+    assert loss() < before
+
+
+def test_gan_step_improves_each_player():
+    model = tiny("gan")
+    x = batch()
+    z = torch.randn(16, TINY["latent_dim"], generator=torch.Generator().manual_seed(2))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def d_loss():
+        real, fake = model.discriminator(x), model.discriminator(model.generator(z))
+        return float(bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake)))
+
+    def g_loss():
+        fake = model.discriminator(model.generator(z))
+        return float(bce(fake, torch.ones_like(fake)))
+
+    # Losses are measured in train mode (batch statistics), as train_step sees them.
+    with torch.no_grad():
+        d0 = d_loss()
+    for group in model.opt_g.param_groups:  # freeze G: only D learns
+        group["lr"] = 0.0
+    torch.manual_seed(2)
+    model.train_step(x, 0.0)
+    with torch.no_grad():
+        assert d_loss() < d0
+        g0 = g_loss()
+    for group in model.opt_g.param_groups:
+        group["lr"] = 2e-4
+    for group in model.opt_d.param_groups:  # freeze D: only G learns
+        group["lr"] = 0.0
+    model.train_step(x, 0.0)
+    with torch.no_grad():
+        assert g_loss() < g0
+
+
+def test_vae_terms_by_hand():
+    # KL(N(mu, s^2) || N(0,1)) = 0.5 (mu^2 + s^2 - 1 - log s^2) per dim.
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)]])
+    expected_kl = 0.5 * (1 + 1 - 1 - 0) + 0.5 * (0 + 2 - 1 - math.log(2))
+    assert float(kl_standard_normal_nats(mu, logvar)) == pytest.approx(expected_kl, rel=1e-6)
+    # -log N(0.5; 0.3, 0.1^2) = 0.5 (0.2/0.1)^2 + log 0.1 + 0.5 log(2 pi), per pixel.
+    x = torch.full((1, 3, 2, 2), 0.5)
+    mean = torch.full((1, 3, 2, 2), 0.3)
+    per_pixel = 0.5 * 4 + math.log(0.1) + 0.5 * math.log(2 * math.pi)
+    nll = gaussian_nll_nats(x, mean, torch.tensor(math.log(0.1)))
+    assert float(nll) == pytest.approx(12 * per_pixel, rel=1e-5)
+
+
+@pytest.mark.parametrize("sigma", ["0.1", "learned", "optimal"])
+def test_vae_loss_is_negative_elbo_at_beta_1(sigma):
+    model = tiny("vae", decoder_sigma=sigma)
+    terms = model.loss_terms(batch(), 5.0, generator=torch.Generator().manual_seed(0))
+    assert float(terms["loss"]) == pytest.approx(
+        float(terms["recon_nll"] + terms["kl_nats"]), rel=1e-6
+    )
+    if sigma == "0.1":
+        assert float(terms["sigma"]) == pytest.approx(0.1, rel=1e-5)
+    if sigma == "optimal":  # sigma^2 = batch MSE (Rybkin et al. 2021)
+        assert float(terms["sigma"]) ** 2 == pytest.approx(float(terms["recon_mse"]), rel=1e-4)
+
+
+def test_beta_and_kl_warmup():
+    model = tiny("vae", beta=4, kl_warmup_epochs=2)
+    terms = model.loss_terms(batch(), 0.5, generator=torch.Generator().manual_seed(0))
+    assert float(terms["kl_weight"]) == pytest.approx(0.25)
+    expected = terms["recon_nll"] + 4 * 0.25 * terms["kl_nats"]
+    assert float(terms["loss"]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_registry_validates():
+    assert set(models.MODELS) >= {"ae", "vae", "gan"}
+    assert parse_model_spec("vae:beta=4").label == "vae:beta=4"
+    with pytest.raises(BenchError, match="unknown model 'vqvae'; accepted: ae, gan, vae"):
+        parse_model_spec("vqvae")
+    with pytest.raises(BenchError, match="unknown key 'gamma'"):
+        parse_model_spec("vae:gamma=2")
+    with pytest.raises(BenchError, match="beta"):
+        parse_model_spec("vae:beta=lots")
+    with pytest.raises(BenchError, match="decoder_sigma"):
+        parse_model_spec("vae:decoder_sigma=blurry")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("vae", VAE)
+    with pytest.raises(TypeError):
+        register_model("mlp", torch.nn.Linear)
