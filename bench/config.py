@@ -42,6 +42,15 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     loss_bound: float = 1e4  # |loss| above this counts as divergence
     checkpoint_every: int = 1  # epochs between checkpoints (0 = only at the end)
+    # Speed switches (measured in BENCHMARKS.md; each can be turned off):
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the train step
+    channels_last: bool = True  # NHWC memory layout for the convolutions
+
+    def __post_init__(self):
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise BenchError(
+                f"train.precision {self.precision!r} not understood; accepted: auto, fp32, bf16, fp16"
+            )
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from bench import io
+from bench import io, speed
 from bench.config import SweepConfig
 from bench.data import ImageSet
 from bench.evaluate import Evaluator, generate, reconstruct, to_model_space
@@ -91,7 +91,9 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
     """Train (or resume) one run; returns its final status, 'ok' or 'diverged'."""
     cfg = plan.config
     _seed_all(plan.seed)
-    model = build_model(plan.spec, asdict(cfg.backbone), cfg.data.image_size).to(device)
+    layout = speed.memory_format(cfg.train.channels_last)
+    model = build_model(plan.spec, asdict(cfg.backbone), cfg.data.image_size)
+    model = model.to(device, memory_format=layout)
     log = MetricsLog(plan.dir / "metrics.csv", plan.run_id, plan.spec.label, plan.seed)
     shuffle = torch.Generator().manual_seed(plan.seed)
     epoch = step = 0
@@ -102,6 +104,11 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
         shuffle.set_state(state["rng"]["shuffle"])
         log.load_until(epoch)
         say(f"[{plan.run_id}] resuming after epoch {epoch} (step {step})")
+    # eval.extras_every counts evaluations: continue this run's count, not the evaluator's (which
+    # restarts at 0 after a resume and runs on across the runs of a sequential sweep).
+    evaluator.evaluations = sum(
+        1 for e in range(1, epoch + 1) if e % cfg.eval.every == 0 or e == cfg.train.epochs
+    )
     images = train.images
     batch = cfg.train.batch_size
     steps_per_epoch = max(1, len(images) // batch)  # drop the last partial batch
@@ -119,12 +126,13 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
         order = torch.randperm(len(images), generator=shuffle)
         for i in range(steps_per_epoch):
             x = to_model_space(images[order[i * batch : (i + 1) * batch]], device)
+            x = x.contiguous(memory_format=layout)
             if cfg.data.hflip:
                 flip = torch.rand(len(x), generator=shuffle) < 0.5
                 x[flip] = x[flip].flip(-1)
-            terms = {
-                k: float(v) for k, v in model.train_step(x, epoch - 1 + i / steps_per_epoch).items()
-            }
+            with speed.step_context(cfg.train.precision, device):
+                raw = model.train_step(x, epoch - 1 + i / steps_per_epoch)
+            terms = {k: float(v) for k, v in raw.items()}
             step += 1
             bad = _bad_terms(terms, cfg.train.loss_bound)
             if bad:

@@ -40,7 +40,7 @@ class AE(GenerativeModel):
     def train_step(self, x, epoch):
         x_hat = self.decode(self.encode(x))
         # MSE on [0, 1] pixels: (x_hat - x) / 2 maps the [-1, 1] difference to [0, 1] units.
-        recon_mse = F.mse_loss(x_hat, x) / 4.0
+        recon_mse = F.mse_loss(x_hat.float(), x.float()) / 4.0  # fp32 loss under autocast
         self.opt.zero_grad(set_to_none=True)
         recon_mse.backward()
         self.opt.step()

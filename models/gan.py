@@ -40,8 +40,8 @@ class GAN(GenerativeModel):
         z = torch.randn(x.shape[0], self.config.latent_dim, device=x.device)
         fake = self.generator(z)
 
-        real_logits = self.discriminator(x)
-        fake_logits = self.discriminator(fake.detach())
+        real_logits = self.discriminator(x).float()
+        fake_logits = self.discriminator(fake.detach()).float()
         d_loss = F.binary_cross_entropy_with_logits(
             real_logits, torch.ones_like(real_logits)
         ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
@@ -50,7 +50,7 @@ class GAN(GenerativeModel):
         self.opt_d.step()
 
         # Non-saturating generator loss: -log D(G(z)) instead of log(1 - D(G(z))).
-        gen_logits = self.discriminator(fake)
+        gen_logits = self.discriminator(fake).float()
         g_loss = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()

@@ -84,7 +84,8 @@ class VAE(GenerativeModel):
         return {"opt": self.opt}
 
     def posterior(self, x):
-        mu, logvar = self.head(self.trunk(x)).chunk(2, dim=1)
+        # Loss arithmetic stays in fp32 under autocast: sums over 3072 pixels need it.
+        mu, logvar = self.head(self.trunk(x)).float().chunk(2, dim=1)
         return mu, logvar
 
     def encode(self, x):
@@ -105,7 +106,7 @@ class VAE(GenerativeModel):
         mu, logvar = self.posterior(x)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps  # reparameterisation trick
-        x01, mean01 = (x + 1) / 2, (self.decode(z) + 1) / 2
+        x01, mean01 = (x.float() + 1) / 2, (self.decode(z).float() + 1) / 2
         log_sigma = self._log_sigma(x01, mean01)
         recon_nll = gaussian_nll_nats(x01, mean01, log_sigma).mean()
         kl_nats = kl_standard_normal_nats(mu, logvar).mean()

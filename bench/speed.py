@@ -1,0 +1,48 @@
+"""Numerics and memory-layout switches for the training step (train.precision, channels_last).
+
+``auto`` picks bfloat16 autocast where the hardware computes it natively (CPUs with
+AVX512-BF16 or AMX, CUDA GPUs with bf16 support) and fp32 elsewhere: on CPUs without native
+bf16 the conversions cost more than they save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.backends.cpu.get_cpu_capability()
+        return cpu in ("AVX512_BF16", "AMX") or _cpu_flags_have_bf16()
+    return False
+
+
+def _cpu_flags_have_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def step_context(precision: str, device: torch.device):
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
