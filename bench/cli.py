@@ -50,7 +50,35 @@ def cli():
     help="Where datasets live (default: $DOGBENCH_DATA, else the user cache).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace results made with another config.")
-def run(models, config_path, seeds, sets, out, data_root, overwrite, **flags):
+@click.option(
+    "--jobs",
+    type=int,
+    help="Runs trained at once (local processes sharing the CPUs; default 1). "
+    "With --executor ray: the most runs in flight (default: as many as the cluster takes).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: one Ray task per run (pip install dogbench[ray]).",
+)
+@click.option(
+    "--ray-address", help="Join this Ray cluster (e.g. auto); default: start Ray on this machine."
+)
+def run(
+    models,
+    config_path,
+    seeds,
+    sets,
+    out,
+    data_root,
+    overwrite,
+    jobs,
+    executor,
+    ray_address,
+    **flags,
+):
     """Train and evaluate models; one results folder per run."""
     from bench.sweep import parse_seeds, run_sweep, split_model_list
 
@@ -63,7 +91,14 @@ def run(models, config_path, seeds, sets, out, data_root, overwrite, **flags):
     cfg = load_sweep_config(config_path, overrides)
     out_dir = Path(out) if out else Path("results") / cfg.name
     summary = run_sweep(
-        cfg, out_dir, paths.data_root(data_root), overwrite=overwrite, say=click.echo
+        cfg,
+        out_dir,
+        paths.data_root(data_root),
+        overwrite=overwrite,
+        say=click.echo,
+        jobs=jobs,
+        executor=executor,
+        ray_address=ray_address,
     )
     click.echo("\n" + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     click.echo(f"\nresults: {out_dir}{os.sep}   report: bench report {out_dir}")
@@ -72,6 +107,7 @@ def run(models, config_path, seeds, sets, out, data_root, overwrite, **flags):
 def _register_commands() -> None:
     """Commands live in their own modules; registering one is one line."""
     from bench.check import baseline_command, check_command
+    from bench.claims import claims_command
     from bench.fid_cli import fid_command
     from bench.report import report_command
 
@@ -79,6 +115,7 @@ def _register_commands() -> None:
     cli.add_command(check_command, "check")
     cli.add_command(baseline_command, "baseline")
     cli.add_command(report_command, "report")
+    cli.add_command(claims_command, "claims")
 
 
 _register_commands()

@@ -1,5 +1,8 @@
 """`bench report`: read a results folder, write REPORT.md and PNG plots.
 
+REPORT.md opens with the Claims section (bench.claims: verdicts with their numbers, the
+rate–distortion plot, samples per sampler, interpolation strips), then the tables and plots.
+
 A pure reader: nothing under RESULTS changes except REPORT.md and the *.png files it
 writes (into --out, default RESULTS), each by temp + rename. Safe to re-run while a sweep
 is in progress: unfinished runs are listed as running and left out of the final-metric means.
@@ -19,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
+from bench import claims as cl
 from bench import results_table as rt
 from bench.errors import BenchError
 from bench.io import atomic_write, write_text
@@ -55,22 +59,30 @@ class ReportData:
     order: list[str]  # model labels in reading order
     window: int
     tolerance: float
+    claim_inputs: pd.DataFrame  # per_run + beta (cl.claim_inputs)
+    claims: list[cl.Claim]
 
 
 def collect(results_dir: Path, window: int = 5, tolerance: float = 0.10) -> ReportData:
     runs, metrics = rt.load_runs(results_dir)
-    stability = rt.per_run_stability(metrics, runs, window)
-    final = rt.final_metrics(metrics)
-    extra = [c for c in final.columns if c not in stability.columns]
-    per_run = stability.merge(final[["run", *extra]], on="run", how="left")
-    per_run = per_run.merge(rt.run_costs(metrics), left_on="run", right_index=True, how="left")
-    per_run = per_run.merge(runs[["run", "path", "epochs_done", "epochs", "reason"]], on="run")
+    per_run = rt.per_run_table(runs, metrics, window)
     metric_stats, model_stats = rt.aggregate_over_seeds(
-        per_run.drop(columns=["path", "epochs_done", "epochs", "reason"]), "label", tolerance
+        per_run.drop(columns=list(rt.RUN_FACTS)), "label", tolerance
     )
     order = rt.model_order(runs)
+    claim_inputs = cl.claim_inputs(runs, per_run)
     return ReportData(
-        results_dir, runs, metrics, per_run, metric_stats, model_stats, order, window, tolerance
+        results_dir,
+        runs,
+        metrics,
+        per_run,
+        metric_stats,
+        model_stats,
+        order,
+        window,
+        tolerance,
+        claim_inputs,
+        cl.evaluate_claims(claim_inputs),
     )
 
 
@@ -342,9 +354,33 @@ def plots_section(written: list[str]) -> str:
     return "\n".join(lines).rstrip()
 
 
+CLAIM_FIGURES = {
+    "rate_distortion.png": "Rate–distortion over β: held-out KL (nats per image) vs held-out "
+    "recon MSE; small dots = seeds, large dots = mean per β (line in β order); dashed = AE "
+    "recon MSE (an AE has no KL).",
+    "samples_by_sampler.png": "Samples per model and sampler (first ok seed): prior = N(0, I) "
+    "draws decoded; gmm / gaussian = draws from a density fitted to the training latents.",
+    "interpolations.png": "Latent interpolations (first ok seed): each row decodes a straight "
+    "line between two codes; interp_cv = variation of consecutive-frame distances (lower = "
+    "smoother).",
+}
+
+
+def claims_section(data: ReportData, written: list[str]) -> str:
+    lines = ["## Claims", "", cl.format_markdown(data.claims), "", cl.DECISION_RULE, ""]
+    for name, caption in CLAIM_FIGURES.items():
+        title = name.removesuffix(".png")
+        if name in written:
+            lines += [f"![{title}]({name})", "", f"*{caption}*", ""]
+        elif name == "rate_distortion.png":
+            lines += ["*rate_distortion: no VAE run with both kl_nats and recon_mse yet.*", ""]
+    return "\n".join(lines).rstrip()
+
+
 def render_markdown(data: ReportData, written: list[str]) -> str:
     sections = [
         header_section(data),
+        claims_section(data, written),
         final_table_section(data),
         stability_section(data),
         cost_section(data),
@@ -449,11 +485,12 @@ def plot_losses(data: ReportData) -> Figure | None:
     return fig
 
 
-def _pick_image(runs: pd.DataFrame, filename: str) -> pd.Series | None:
-    """The run whose image is shown for a model: an ok run first, then the lowest seed."""
+def _pick_image(runs: pd.DataFrame, pattern: str) -> pd.Series | None:
+    """The run whose image (a file name or glob pattern) is shown for a model: an ok run
+    first, then the lowest seed."""
     runs = runs.assign(_not_ok=runs["status"] != "ok").sort_values(["_not_ok", "seed", "run"])
     for _, r in runs.iterrows():
-        if (Path(r["path"]) / filename).is_file():
+        if any(p.is_file() for p in Path(r["path"]).glob(pattern)):
             return r
     return None
 
@@ -487,8 +524,124 @@ def plot_image_panels(data: ReportData, filename: str, title: str, metric: str) 
     return fig
 
 
+def plot_rate_distortion(data: ReportData) -> Figure | None:
+    grid = cl.beta_grid(data.claim_inputs)
+    if not {"kl_nats", "recon_mse"} <= set(grid.columns):
+        return None
+    grid = grid[(grid["status"] == "ok") & np.isfinite(grid[["kl_nats", "recon_mse"]]).all(axis=1)]
+    if grid.empty:
+        return None
+    betas = sorted(set(grid["beta"].astype(float)))
+    colors = dict(zip(betas, sns.color_palette("viridis", len(betas)), strict=True))
+    fig = Figure(figsize=(7.0, 4.8), layout="constrained")
+    ax = fig.subplots()
+    means = grid.groupby("beta")[["kl_nats", "recon_mse"]].mean().sort_index()
+    ax.plot(means["kl_nats"], means["recon_mse"], color="gray", lw=1, zorder=1)
+    for beta, g in grid.groupby("beta"):
+        ax.scatter(g["kl_nats"], g["recon_mse"], color=colors[beta], s=18, alpha=0.6)
+        m = means.loc[beta]
+        ax.scatter(m["kl_nats"], m["recon_mse"], color=colors[beta], s=70, edgecolor="black")
+        ax.annotate(f"β={beta:g}", (m["kl_nats"], m["recon_mse"]), xytext=(6, 4),
+                    textcoords="offset points")  # fmt: skip
+    try:
+        ae_mse = cl.values(
+            data.claim_inputs, cl.reference_label(data.claim_inputs, "ae"), "recon_mse"
+        )
+    except cl.Missing:
+        ae_mse = None
+    if ae_mse is not None:
+        level = float(np.mean(ae_mse))
+        ax.axhline(level, ls="--", color="black", lw=1, label=f"AE recon MSE {fmt(level)} (no KL)")
+        ax.legend(loc="upper right")
+    ax.set(
+        title="Rate–distortion over β (one small dot per β and seed)",
+        xlabel="rate: KL(q(z|x) ‖ p(z)), nats per image (held-out)",
+        ylabel="distortion: recon MSE (held-out), lower is better",
+    )
+    return fig
+
+
+def _sampler_images(run_dir: Path) -> dict[str, Path]:
+    """{'prior': samples.png, 'gmm': samples@gmm.png, ...} of one run folder."""
+    found = {"prior": run_dir / "samples.png"} if (run_dir / "samples.png").is_file() else {}
+    for path in sorted(run_dir.glob("samples@*.png")):
+        found[path.stem.partition("@")[2]] = path
+    return found
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    try:
+        return np.asarray(Image.open(path).convert("RGB"))
+    except OSError:  # being written or truncated: skip it for now
+        return None
+
+
+def _image_grid(
+    cells: list[list[tuple[str, np.ndarray | None]]], title: str, cell_width: float = 3.2
+) -> Figure:
+    """Rows of (caption, image) cells; a None image leaves its cell empty, saying so."""
+    nrows, ncols = len(cells), max(len(r) for r in cells)
+    shapes = [im.shape for r in cells for _, im in r if im is not None]
+    aspect = max((h / w for h, w, *_ in shapes), default=1.0)
+    height = (cell_width * aspect + 0.5) * nrows + 0.4
+    fig = Figure(figsize=(cell_width * ncols, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for row, ax_row in zip(cells, axes, strict=True):
+        for (caption, image), ax in zip(row, ax_row, strict=False):
+            if image is not None:
+                ax.imshow(image)
+            else:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="gray")
+            ax.set_title(caption, fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def plot_samples_by_sampler(data: ReportData) -> Figure | None:
+    """One row per model, one column per sampler; only when some run has samples@*.png."""
+    picked = {}
+    for label in data.order:
+        runs = data.per_run[data.per_run["label"] == label]
+        r = _pick_image(runs, "samples@*.png")
+        r = r if r is not None else _pick_image(runs, "samples.png")
+        if r is not None:
+            picked[label] = (r, _sampler_images(Path(r["path"])))
+    samplers = sorted({s for _, found in picked.values() for s in found} - {"prior"})
+    if not samplers:
+        return None
+    cells = []
+    for label, (r, found) in picked.items():
+        row = []
+        for sampler in ["prior", *samplers]:
+            metric = "fid" if sampler == "prior" else f"fid@{sampler}"
+            image = _read_image(found[sampler]) if sampler in found else None
+            value = fmt(r[metric]) if metric in r else "—"
+            row.append(
+                (f"{label}, {sampler}" + (f"\nFID {value}" if image is not None else ""), image)
+            )
+        cells.append(row)
+    return _image_grid(cells, f"Samples per model and sampler ({fid_n_label(data.metrics)})")
+
+
+def plot_interpolations(data: ReportData) -> Figure | None:
+    cells = []
+    for label in data.order:
+        r = _pick_image(data.per_run[data.per_run["label"] == label], "interpolation.png")
+        image = _read_image(Path(r["path"]) / "interpolation.png") if r is not None else None
+        if image is not None:
+            cv = fmt(r["interp_cv"]) if "interp_cv" in r else "—"
+            cells.append([(f"{label}, seed {int(r['seed'])}: interp_cv {cv}", image)])
+    # Strips are wide (frames side by side): one full-width row per model.
+    return _image_grid(cells, "Latent interpolations", cell_width=9.0) if cells else None
+
+
 def make_figures(data: ReportData) -> dict[str, Figure | None]:
     return {
+        "rate_distortion.png": plot_rate_distortion(data),
+        "samples_by_sampler.png": plot_samples_by_sampler(data),
+        "interpolations.png": plot_interpolations(data),
         "fid_vs_epoch.png": plot_fid_vs_epoch(data),
         "final_fid_by_model.png": plot_final_fid(data),
         "losses.png": plot_losses(data),

@@ -302,6 +302,22 @@ def per_run_stability(
     return out.reset_index()
 
 
+RUN_FACTS = ("path", "epochs_done", "epochs", "reason")  # per_run_table columns, not metrics
+
+
+def per_run_table(runs_df: pd.DataFrame, metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+    """One row per run of runs_df: per_run_stability + every final metric (final_metrics)
+    + the mean of each cost/* metric + RUN_FACTS (path, epochs_done, epochs, reason).
+    The table `bench report` and `bench claims` both start from.
+    """
+    stability = per_run_stability(metrics_df, runs_df, window)
+    final = final_metrics(metrics_df)
+    extra = [c for c in final.columns if c not in stability.columns]
+    out = stability.merge(final[["run", *extra]], on="run", how="left")
+    out = out.merge(run_costs(metrics_df), left_on="run", right_index=True, how="left")
+    return out.merge(runs_df[["run", *RUN_FACTS]], on="run")
+
+
 def mean_ci(values, confidence: float = 0.95) -> dict:
     """n, mean, std (ddof=1), Student-t confidence interval of the mean, median of the
     finite values. With n < 2 the std and the interval are undefined (NaN)."""
