@@ -109,6 +109,7 @@ def _register_commands() -> None:
     from bench.check import baseline_command, check_command
     from bench.claims import claims_command
     from bench.fid_cli import fid_command
+    from bench.generate import interpolate_command, sample_command, traverse_command
     from bench.report import report_command
 
     cli.add_command(fid_command, "fid")
@@ -116,6 +117,9 @@ def _register_commands() -> None:
     cli.add_command(baseline_command, "baseline")
     cli.add_command(report_command, "report")
     cli.add_command(claims_command, "claims")
+    cli.add_command(sample_command, "sample")
+    cli.add_command(interpolate_command, "interpolate")
+    cli.add_command(traverse_command, "traverse")
 
 
 _register_commands()

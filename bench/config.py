@@ -66,6 +66,9 @@ class EvalConfig:
         default_factory=lambda: ["kid", "prdc", "sharpness", "diversity", "memorization"]
     )
     extras_every: int = 1  # compute extras at every Nth evaluation (the last one always)
+    # Latent samplers evaluated at the last evaluation (bench.samplers): prior, gaussian, gmm
+    # (fitted to training latents; AE/VAE), truncT (GAN truncation, e.g. trunc0.5).
+    samplers: list[str] = field(default_factory=lambda: ["prior", "gaussian", "gmm"])
     fid_inf: bool = False  # FID extrapolated to N -> infinity at the last evaluation (slow)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
@@ -496,22 +497,33 @@ def _trace_sqrt_sqrtm(
     return float(np.trace(covmean.real)), eps_added, max_imag, notes
 
 
+@functools.lru_cache(maxsize=4)
+def _psd_root(sigma_bytes: bytes, dim: int) -> tuple[torch.Tensor, float]:
+    """(S^(1/2), most negative eigenvalue relative to the largest) of a symmetric matrix, via
+    eigh in float64; memoised because the real covariance is the same at every evaluation."""
+    sigma = torch.from_numpy(np.frombuffer(sigma_bytes, dtype=np.float64).reshape(dim, dim).copy())
+    w, u = torch.linalg.eigh(sigma)
+    negative = float(-w.min().clamp(max=0) / w.abs().max().clamp(min=1e-300))
+    return (u * w.clamp(min=0).sqrt()) @ u.T, negative
+
+
 def _trace_sqrt_eigh(s1: np.ndarray, s2: np.ndarray) -> tuple[float, float, float, list[str]]:
-    """Tr sqrt(S1 S2) = sum sqrt(eig(A S2 A)), A = S1^(1/2): S1 S2 = A (A S2 A) A^-1 has the
-    eigenvalues of the symmetric PSD A S2 A (Mathiasen & Hvilshøj 2020, "Backpropagating
-    through FID"), so two symmetric eigensolves replace the Schur sqrtm (~5× faster at 2048-d).
-    Negative eigenvalues are rounding noise when tiny; sqrt(|λ|) is the imaginary part dropped."""
-    w, u = linalg.eigh(s1)
-    root_s1 = (u * np.sqrt(np.clip(w, 0, None))) @ u.T
-    lam = linalg.eigvalsh(root_s1 @ s2 @ root_s1)
+    """Tr sqrt(S1 S2) = sum sqrt(eig(A S1 A)), A = S2^(1/2): S2 S1 = A (A S1 A) A^-1 has the
+    eigenvalues of the symmetric A S1 A, and S1 S2 those of S2 S1 (Mathiasen & Hvilshøj 2020,
+    "Backpropagating through FID"). Symmetric eigensolves (torch, float64) replace the Schur
+    sqrtm: ~15x faster at 2048-d here. Covariances are PSD, so negative eigenvalues are
+    rounding noise when tiny; larger ones mean a broken input and give NaN, reported."""
+    s2 = np.ascontiguousarray(s2, dtype=np.float64)
+    root, s2_negative = _psd_root(s2.tobytes(), len(s2))
+    lam = torch.linalg.eigvalsh(root @ torch.from_numpy(np.asarray(s1, np.float64)) @ root)
+    lam = lam.numpy()
     max_imag = float(np.sqrt(max(-lam.min(), 0.0)))
-    if max_imag > 1e-3:  # pytorch-fid's tolerance on the imaginary diagonal
-        return (
-            float("nan"),
-            0.0,
-            max_imag,
-            [f"eig(S1 S2) has sqrt|negative| up to {max_imag:.3g}: FID set to NaN"],
+    if max_imag > 1e-3 or s2_negative > 1e-6:  # pytorch-fid's 1e-3 tolerance on imaginary parts
+        note = (
+            f"eig(S1 S2) has sqrt|negative| up to {max_imag:.3g} and S2 a negative "
+            f"eigenvalue of {s2_negative:.3g} x its largest: not covariances; FID set to NaN"
         )
+        return float("nan"), 0.0, max(max_imag, 1.0 if s2_negative > 1e-6 else 0.0), [note]
     return float(np.sqrt(np.clip(lam, 0, None)).sum()), 0.0, max_imag, []
 
 
@@ -524,7 +536,7 @@ def frechet_distance(
     mu2: np.ndarray,
     sigma2: np.ndarray,
     eps: float = 1e-6,
-    method: str = "sqrtm",
+    method: str = "eigh",
 ) -> FrechetResult:
     """d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) (Dowson & Landau 1982; Heusel 2017).
 
@@ -577,7 +589,7 @@ def warn_small_n(n: int) -> None:
 
 
 def fid_from_features(
-    feats_a: np.ndarray, feats_b: np.ndarray, method: str = "sqrtm"
+    feats_a: np.ndarray, feats_b: np.ndarray, method: str = "eigh"
 ) -> FrechetResult:
     """FID between two feature sets (warns when either has fewer than 2048 rows)."""
     warn_small_n(min(len(feats_a), len(feats_b)))

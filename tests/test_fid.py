@@ -80,9 +80,17 @@ def test_frechet_closed_form_for_diagonal_covariances():
 def test_large_imaginary_sqrtm_is_reported_as_nan():
     # sqrt(-I) = i·I: a large imaginary diagonal, which pytorch-fid raises on.
     with pytest.warns(RuntimeWarning, match="imaginary"):
-        result = fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
+        result = fid.frechet_distance(
+            np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3), method="sqrtm"
+        )
     assert np.isnan(result.fid) and result.max_imag == pytest.approx(1.0)
     assert "NaN" in result.note
+
+
+def test_not_a_covariance_is_nan_with_eigh_too():
+    with pytest.warns(RuntimeWarning):
+        result = fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), -np.eye(3))
+    assert result.method == "eigh" and np.isnan(result.fid) and "NaN" in result.note
 
 
 def test_singular_product_adds_eps_and_reports(monkeypatch):
@@ -95,7 +103,9 @@ def test_singular_product_adds_eps_and_reports(monkeypatch):
 
     monkeypatch.setattr(fid.linalg, "sqrtm", first_call_not_finite)
     with pytest.warns(RuntimeWarning, match="singular"):
-        result = fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), eps=1e-3)
+        result = fid.frechet_distance(
+            np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), eps=1e-3, method="sqrtm"
+        )
     # As pytorch-fid: eps enters the root only, the traces use the original covariances.
     assert result.eps_added == 1e-3 and result.fid == pytest.approx(2 + 2 - 2 * 2 * (1 + 1e-3))
     np.testing.assert_allclose(seen[1], np.eye(2) * (1 + 1e-3) ** 2)
