@@ -202,7 +202,7 @@ class Evaluator:
         result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
         n = self.n_fid
         out = [MetricValue("fid" + suffix, float(result), n)]
-        if result.eps_added or result.max_imag:  # the sqrtm fallback was taken: say so
+        if result.note:  # a fallback was taken (eps on the diagonals, NaN): record it
             out.append(MetricValue("fid_sqrtm_eps" + suffix, result.eps_added, n))
             out.append(MetricValue("fid_sqrtm_max_imag" + suffix, result.max_imag, n))
         if extras:
