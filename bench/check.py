@@ -34,10 +34,10 @@ from pathlib import Path
 
 import click
 import numpy as np
-from scipy import stats
 
 from bench.errors import BenchError
 from bench.io import read_json, write_json, write_text
+from bench.stats import welch_interval as shared_welch_interval
 
 LOWER, HIGHER, TWO_SIDED = "lower is better", "higher is better", "two-sided"
 
@@ -343,22 +343,8 @@ def read_baseline(path: str | Path) -> dict:
 
 
 def welch_interval(base: list[float], now: list[float], confidence: float = CONFIDENCE):
-    """(difference, low, high): confidence interval of mean(now) - mean(base).
-
-    Welch's t interval (Welch 1947; Welch-Satterthwaite degrees of freedom): no equal-variance
-    assumption, since a code change may well change the seed-to-seed spread. Equals
-    scipy.stats.ttest_ind(now, base, equal_var=False).confidence_interval(confidence).
-    Needs at least 2 values on each side.
-    """
-    var_base = np.var(base, ddof=1) / len(base)
-    var_now = np.var(now, ddof=1) / len(now)
-    diff = float(np.mean(now) - np.mean(base))
-    se2 = var_base + var_now
-    if se2 == 0:  # identical seeds on both sides (deterministic runs): no spread to model
-        return diff, diff, diff
-    dof = se2**2 / (var_base**2 / (len(base) - 1) + var_now**2 / (len(now) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * math.sqrt(se2))
-    return diff, diff - half, diff + half
+    """(difference, low, high): interval of mean(now) - mean(base) (bench.stats)."""
+    return shared_welch_interval(now, base, confidence)
 
 
 def _relative(delta: float, scale: float) -> float:

@@ -36,6 +36,7 @@ from scipy import stats
 from bench import results_table as rt
 from bench.errors import BenchError
 from bench.io import write_text
+from bench.stats import welch_interval as shared_welch_interval
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 VERDICT_MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔"}
@@ -96,15 +97,9 @@ def _quiet(test):
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """95% Welch t interval of mean(a) - mean(b) (Welch 1947; no equal-variance assumption).
-
-    Seeds without any spread on both sides (deterministic runs): the point difference.
-    """
-    if np.var(a) == 0 and np.var(b) == 0:
-        diff = float(np.mean(a) - np.mean(b))
-        return diff, diff
-    ci = _quiet(lambda: stats.ttest_ind(a, b, equal_var=False).confidence_interval(CONFIDENCE))
-    return float(ci.low), float(ci.high)
+    """95% Welch t interval of mean(a) - mean(b) (bench.stats)."""
+    _, low, high = shared_welch_interval(a, b, CONFIDENCE)
+    return low, high
 
 
 def mean_interval(x: np.ndarray) -> tuple[float, float]:
