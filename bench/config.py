@@ -65,7 +65,7 @@ class EvalConfig:
     extras: list[str] = field(
         default_factory=lambda: ["kid", "prdc", "sharpness", "diversity", "memorization"]
     )
-    extras_every: int = 1  # compute extras at every Nth evaluation (the last one always)
+    extras_every: int = 1  # compute extras at every Nth evaluation; 0 = only the last one
     # Latent samplers evaluated at the last evaluation (bench.samplers): prior, gaussian, gmm
     # (fitted to training latents; AE/VAE), truncT (GAN truncation, e.g. trunc0.5).
     samplers: list[str] = field(default_factory=lambda: ["prior", "gaussian", "gmm"])
