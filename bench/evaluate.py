@@ -142,6 +142,8 @@ class Evaluator:
         self.heldout_images = heldout.images[: cfg.heldout_images]
         self._real = None
         self.evaluations = 0
+        # Pictures made by the last evaluation besides samples.png: name -> (images, nrow).
+        self.pictures: dict[str, tuple[torch.Tensor, int | None]] = {}
 
     def real_statistics(self):
         from bench import fid
@@ -165,6 +167,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         self.evaluations += 1
+        self.pictures = {}
         try:
             out = self._sample_metrics(model, final) + self._heldout_metrics(model)
             if final:  # fitted samplers need the trained encoder: only at the end
@@ -227,6 +230,7 @@ class Evaluator:
             # seed 0 fixes the GMM's k-means++ start: a re-evaluation refits the same density
             sampler = samplers.fit_sampler(name, model, self.train_images, seed=0)
             fake = samplers.sample_images(model, sampler, self.n_fid, SAMPLE_SEED)
+            self.pictures[f"samples@{name}"] = (fake[: self.cfg.grid_images], None)
             out += self._feature_metrics(fake, extras=True, suffix="@" + name)[0]
         return out
 
@@ -244,12 +248,15 @@ class Evaluator:
             z = samplers.encode_latents(model, self.heldout_images[: 2 * pairs])
         else:
             z = torch.randn(2 * pairs, model.config.latent_dim, generator=_interp_generator())
-        cvs, lengths = [], []
+        cvs, lengths, strips = [], [], []
         for i in range(pairs):  # pair i joins image i with image pairs + i
             path = samplers.latent_path(z[i], z[pairs + i], steps)
-            cv, length = latent_path_smoothness(samplers.decode_latents(model, path))
+            frames = samplers.decode_latents(model, path)
+            cv, length = latent_path_smoothness(frames)
             cvs.append(cv)
             lengths.append(length)
+            strips.append(frames)
+        self.pictures["interpolation"] = (torch.cat(strips[:4]), steps)  # one row per pair
         return [
             MetricValue("interp_cv", sum(cvs) / pairs, pairs),
             MetricValue("interp_length", sum(lengths) / pairs, pairs),

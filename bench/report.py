@@ -337,6 +337,8 @@ PLOT_CAPTIONS = {
     "faint lines = single seeds (diverged ones included).",
     "final_fid_by_model.png": "Final FID per model: box over ok seeds, one dot per run "
     "coloured by status.",
+    "fid_vs_compute.png": "FID against cumulative training seconds per run (cost/train_seconds; "
+    "evaluation time excluded): compare models at an equal compute budget.",
     "losses.png": "Training losses (epoch means) per term, mean over non-diverged seeds ± 1 std.",
     "samples.png": "Samples from the final model of each model's first ok seed.",
     "reconstructions.png": "Reconstructions (AE/VAE): rows alternate real / reconstruction.",
@@ -419,6 +421,40 @@ def plot_fid_vs_epoch(data: ReportData) -> Figure | None:
     ax.set(
         title=f"FID vs epoch ({fid_n}), mean ± 1 std over seeds",
         xlabel="epoch",
+        ylabel=f"FID ({fid_n}), lower is better",
+    )
+    return fig
+
+
+def plot_fid_vs_compute(data: ReportData) -> Figure | None:
+    """FID against cumulative training CPU/GPU-seconds: "which model at equal budget"."""
+    m = _with_status(data.metrics, data.runs)
+    secs = m[m["metric"] == "cost/train_seconds"].sort_values("epoch")
+    secs = secs.assign(value=secs.groupby("run")["value"].cumsum())[["run", "epoch", "value"]]
+    fid = m[(m["metric"] == "fid") & np.isfinite(m["value"])]
+    both = fid.merge(secs, on=["run", "epoch"], suffixes=("", "_seconds"))
+    if both.empty:
+        return None
+    palette, fid_n = _palette(data.order, both["label"]), fid_n_label(data.metrics)
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    sns.lineplot(
+        both,
+        x="value_seconds",
+        y="value",
+        hue="label",
+        hue_order=list(palette),
+        palette=palette,
+        units="run",
+        estimator=None,
+        marker="o",
+        ax=ax,
+    )
+    ax.legend(title="model")
+    device = _distinct(data.runs["device"]) if "device" in data.runs else "device"
+    ax.set(
+        title=f"FID vs training compute ({fid_n}), one line per run",
+        xlabel=f"cumulative training seconds on {device} (evaluation excluded)",
         ylabel=f"FID ({fid_n}), lower is better",
     )
     return fig
@@ -643,6 +679,7 @@ def make_figures(data: ReportData) -> dict[str, Figure | None]:
         "samples_by_sampler.png": plot_samples_by_sampler(data),
         "interpolations.png": plot_interpolations(data),
         "fid_vs_epoch.png": plot_fid_vs_epoch(data),
+        "fid_vs_compute.png": plot_fid_vs_compute(data),
         "final_fid_by_model.png": plot_final_fid(data),
         "losses.png": plot_losses(data),
         "samples.png": plot_image_panels(data, "samples.png", "Samples", "final_fid"),

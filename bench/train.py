@@ -69,13 +69,15 @@ def _write_status(plan: RunPlan, status: str, epoch: int, step: int, reason=None
     )
 
 
-def _save_pictures(plan: RunPlan, model, heldout: ImageSet, n: int) -> None:
+def _save_pictures(plan: RunPlan, model, heldout: ImageSet, n: int, evaluator_pictures) -> None:
     def png(name, images, nrow):
         io.atomic_write(
             plan.dir / name, lambda tmp: save_image(images, tmp, nrow=nrow, padding=1, format="png")
         )
 
     png("samples.png", generate(model, n), int(math.sqrt(n)))
+    for name, (images, nrow) in evaluator_pictures.items():  # samples@gmm, interpolation, ...
+        png(f"{name}.png", images, nrow or int(math.sqrt(len(images))))
     real = heldout.images[: n // 2]
     recon = reconstruct(model, real)
     if recon is not None:  # rows alternate: 8 real images, then their reconstructions
@@ -163,7 +165,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
                 log.add(epoch, step, m.metric, m.value, m.n)
                 line += f" {m.metric}={m.value:.4g}"
             log.add(epoch, step, "cost/eval_seconds", time.perf_counter() - t1)
-            _save_pictures(plan, model, evaluator.heldout, cfg.eval.grid_images)
+            _save_pictures(plan, model, evaluator.heldout, cfg.eval.grid_images, evaluator.pictures)
         log.flush()
         every = cfg.train.checkpoint_every
         if epoch == cfg.train.epochs or (every and epoch % every == 0):
