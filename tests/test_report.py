@@ -248,7 +248,7 @@ def test_report_command_end_to_end(tmp_path, monkeypatch):
     result = CliRunner().invoke(rp.report_command, [str(results)])
     assert result.exit_code == 0, result.output
     outputs = {"REPORT.md", "fid_vs_epoch.png", "final_fid_by_model.png", "losses.png"}
-    outputs |= {"samples.png", "reconstructions.png", "rate_distortion.png"}
+    outputs |= {"samples.png", "reconstructions.png", "rate_distortion.png", "fid_vs_compute.png"}
     for name in outputs:
         assert (results / name).is_file(), name
         if name.endswith(".png"):
