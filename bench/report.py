@@ -262,10 +262,11 @@ def stability_section(data: ReportData) -> str:
         osc = _oscillation_cell(data, label) or "—"
         rows.append(
             [label, f"{ms['n_runs']}{running}", ms["n_diverged"], success]
-            + [fid_text, ci_text, gap_text, osc]
+            + [fid_text, ci_text, gap_text, osc, _collapse_cell(data, label)]
         )
     header = ["model", "seeds", "diverged", f"success (±{data.tolerance:.0%})"]
     header += [f"final FID ({fid_n}) ↓", "95% CI", "median gap final−best", "loss oscillation"]
+    header += ["collapse"]
     return "\n".join(
         [
             "## Stability over seeds",
@@ -277,9 +278,21 @@ def stability_section(data: ReportData) -> str:
             "Student-t interval of the mean final FID (undefined for one seed). *median gap*: "
             "final − best FID over epochs (relative to best). *loss oscillation*: std / mean|x| "
             f"of the epoch-mean train losses over the last {data.window} epochs, mean over ok "
-            "seeds (0 = flat; large = swinging, typical of unstable GAN training).",
+            "seeds (0 = flat; large = swinging, typical of unstable GAN training). *collapse*: "
+            "seeds whose recall, coverage or sample diversity ended below half its best value "
+            "over the evaluations (signals that fell in brackets).",
         ]
     )
+
+
+def _collapse_cell(data: ReportData, label: str) -> str:
+    runs = data.per_run[data.per_run["label"] == label]
+    if "collapse" not in runs or runs["collapse"].isna().all():
+        return "—"
+    flagged = runs[runs["collapse"].fillna(False).astype(bool)]
+    signals = sorted({s for v in flagged["collapse_signal"] for s in str(v).split(",") if s})
+    text = f"{len(flagged)}/{runs['collapse'].notna().sum()}"
+    return text + (f" ({', '.join(signals)})" if signals else "")
 
 
 def cost_section(data: ReportData) -> str:

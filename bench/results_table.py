@@ -299,7 +299,30 @@ def per_run_stability(
     out["fid_gap"] = out["final_fid"] - out["best_fid"]
     out["fid_gap_rel"] = out["fid_gap"] / out["best_fid"]
     out = out.join(loss_oscillation(metrics_df, window).astype(float), how="left")
+    out = out.join(collapse_indicators(metrics_df), how="left")
     return out.reset_index()
+
+
+COLLAPSE_SIGNALS = ("recall", "coverage", "diversity")
+COLLAPSE_DROP = 0.5  # a signal at its last evaluation below half its best value
+
+
+def collapse_indicators(metrics_df: pd.DataFrame, drop: float = COLLAPSE_DROP) -> pd.DataFrame:
+    """Per run: ``collapse`` = True when recall, coverage (Naeem et al. 2020: coverage falls
+    when modes are dropped) or within-batch sample diversity ends below ``drop`` x its best
+    value over the evaluations, i.e. training lost variety it once had; ``collapse_signal``
+    names the signals that fell. Needs >= 2 evaluations of a signal whose best is above 0.05.
+    """
+    rows = metrics_df[metrics_df["metric"].isin(COLLAPSE_SIGNALS)].sort_values("epoch")
+    out = {}
+    for run, group in rows.groupby("run"):
+        fell = []
+        for signal, values in group.groupby("metric")["value"]:
+            values = values[np.isfinite(values)]
+            if len(values) >= 2 and values.max() > 0.05 and values.iloc[-1] < drop * values.max():
+                fell.append(signal)
+        out[run] = {"collapse": bool(fell), "collapse_signal": ",".join(fell)}
+    return pd.DataFrame.from_dict(out, orient="index", columns=["collapse", "collapse_signal"])
 
 
 RUN_FACTS = ("path", "epochs_done", "epochs", "reason")  # per_run_table columns, not metrics

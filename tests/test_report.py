@@ -318,3 +318,17 @@ def test_report_of_sweep_that_just_started(tmp_path):
     assert "| `gan-seed0` | gan | 0 | running | 0/3 |" in md
     assert "*fid_vs_epoch: no data yet.*" in md
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_collapse_indicators_flag_lost_variety():
+    rows = []
+    for run, recall in (("steady", [0.3, 0.35, 0.4]), ("collapsing", [0.3, 0.4, 0.1])):
+        for epoch, value in enumerate(recall, 1):
+            rows.append({"run": run, "epoch": epoch, "metric": "recall", "value": value})
+            rows.append({"run": run, "epoch": epoch, "metric": "diversity", "value": 0.8})
+    flags = rt.collapse_indicators(pd.DataFrame(rows))
+    assert not flags.loc["steady", "collapse"]
+    assert (
+        flags.loc["collapsing", "collapse"]
+        and flags.loc["collapsing", "collapse_signal"] == "recall"
+    )
