@@ -11,8 +11,11 @@ evenness of decoded latent interpolations (interp_cv, interp_length).
 
 from __future__ import annotations
 
+import contextlib
+import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bench.config import EvalConfig
@@ -117,6 +120,19 @@ EXTRAS = {
 }
 
 
+@contextlib.contextmanager
+def isolated_rng(device: torch.device):
+    """Run a block without changing the torch (CPU and CUDA), numpy or Python RNG states."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
 class Evaluator:
     def __init__(
         self,
@@ -164,6 +180,13 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, model, final: bool = False) -> list[MetricValue]:
+        # Evaluation must not move training's random streams: building Inception the first
+        # time in a process draws from the global RNG (its init runs before the weights load),
+        # which would make a run's numbers depend on the runs before it in the process.
+        with isolated_rng(model.device):
+            return self._evaluate(model, final)
+
+    def _evaluate(self, model, final: bool) -> list[MetricValue]:
         was_training = model.training
         model.eval()
         self.evaluations += 1

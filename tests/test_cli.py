@@ -195,3 +195,24 @@ def test_other_config_in_same_folder_is_refused(finished, tmp_path):
     )
     one_line_error(result, "backbone.width", "--overwrite")
     assert snapshot(out) == before
+
+
+def test_evaluation_leaves_training_rng_untouched(tmp_path):
+    """A first Inception build inside an evaluation must not shift the training RNG."""
+    import torch
+
+    from bench import fid
+    from bench.config import EvalConfig
+    from bench.data import load_images
+    from bench.evaluate import Evaluator
+    from models import build_model, parse_model_spec
+
+    train = load_images("synthetic", "train", 32, tmp_path)
+    test = load_images("synthetic", "test", 32, tmp_path)
+    cfg = EvalConfig(fid_samples=8, heldout_images=8, extras=[], samplers=["prior"])
+    model = build_model(parse_model_spec("vae"), {"width": 16, "latent_dim": 8}, 32)
+    fid.clear_inception_cache()
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    Evaluator(cfg, train, test, torch.device("cpu"), train_images=train.images[:64])(model)
+    assert torch.equal(torch.get_rng_state(), before)
