@@ -27,6 +27,8 @@ METRIC_DIRECTION = {
     "fid": -1,
     "best_fid": -1,
     "final_fid": -1,
+    "fid@gmm": -1,
+    "interp_cv": -1,
     "fid_gap": -1,
     "fid_gap_rel": -1,
     "recon_mse": -1,
