@@ -75,6 +75,14 @@ def load_images(dataset: str, split: str, image_size: int, root: Path, announce=
     raise BenchError(f"unknown dataset {dataset!r}; accepted: {', '.join(NAMED)}")
 
 
+def limit_train_images(images: ImageSet, limit: int) -> None:
+    """Keep a fixed random subset of ``limit`` images (``data.train_limit``); the same draw in
+    every caller (training, samplers fitted later), so they see the same images."""
+    if limit:
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        images.images = images.images[keep[:limit]]
+
+
 def _auto(split, image_size, root, announce) -> ImageSet:
     try:
         return _cifar_dog(split, image_size, root)

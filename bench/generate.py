@@ -15,7 +15,7 @@ import torch
 from torchvision.utils import save_image
 
 from bench import io, paths, samplers
-from bench.data import ImageSet, load_images
+from bench.data import ImageSet, limit_train_images, load_images
 from bench.env import resolve_device
 from bench.errors import BenchError
 from bench.evaluate import CHUNK, to_model_space
@@ -33,9 +33,8 @@ def run_images(config: dict, split: str, data_root: Path) -> ImageSet:
     """The run's images for ``split``; train keeps the subset bench/sweep.run_sweep trained on."""
     data = config["data"]
     images = load_images(data["dataset"], split, data["image_size"], data_root, click.echo)
-    if split == "train" and data.get("train_limit"):  # the same draw as run_sweep
-        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-        images.images = images.images[keep[: data["train_limit"]]]
+    if split == "train":
+        limit_train_images(images, data.get("train_limit", 0))
     return images
 
 

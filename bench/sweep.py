@@ -23,7 +23,7 @@ import torch
 
 from bench import io
 from bench.config import SweepConfig
-from bench.data import ImageSet, load_images
+from bench.data import ImageSet, limit_train_images, load_images
 from bench.env import resolve_device
 from bench.errors import BenchError
 from bench.executors import ERROR_FILE, RunTask, check_executor, execute, run_context
@@ -140,9 +140,7 @@ def load_sweep_data(cfg: SweepConfig, data_root: Path, say=print) -> tuple[Image
     heldout = load_images(train.dataset, "test", size, data_root, announce=say)
     if not cfg.data.dataset.startswith("folder:"):
         cfg.data.dataset = train.dataset  # record what 'auto' resolved to
-    if cfg.data.train_limit:  # bench/generate.py redraws this subset: keep the two in step
-        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-        train.images = train.images[keep[: cfg.data.train_limit]]
+    limit_train_images(train, cfg.data.train_limit)
     say(
         f"data: {train.dataset} ({train.source}): {len(train)} train, {len(heldout)} held-out "
         f"images at {size}x{size}"
