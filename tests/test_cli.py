@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from bench.cli import cli
 
@@ -139,14 +140,6 @@ def test_divergence_stops_run_and_sweep_goes_on(tmp_path):
     assert status["gan-seed0"]["status"] == "diverged"  # d_loss starts near 1.39 > 0.5
     assert status["gan-seed0"]["diverged_step"] == 1 and "d_loss" in status["gan-seed0"]["reason"]
     assert status["ae-seed0"]["status"] == "ok"  # ae's MSE stays below 0.5
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("Error:") and "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
 
 
 @pytest.mark.parametrize(

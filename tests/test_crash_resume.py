@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from bench.cli import cli
 from bench.config import load_sweep_config
@@ -103,14 +104,6 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(uninterrupted, tmp_path
         final = torch.load(out / run / "checkpoint.pt", weights_only=False)["model"]
         expected = torch.load(uninterrupted / run / "checkpoint.pt", weights_only=False)["model"]
         assert all(torch.equal(final[k], expected[k]) for k in expected)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    last = [line for line in result.output.splitlines() if line.strip()][-1]
-    assert last.startswith("Error:") and "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in last, last
 
 
 def test_other_settings_refused_until_overwrite(uninterrupted, tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import one_line_error
 from PIL import Image
 
 from bench import io
@@ -50,14 +51,6 @@ def invoke(command, *args):
 def pixels(path):
     with Image.open(path) as im:
         return im.size, np.asarray(im.convert("RGB"))
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    last = [line for line in result.output.splitlines() if line.strip()][-1]
-    assert last.startswith("Error:") and "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in last, last
 
 
 def test_sample_grid_and_individual_files(runs, tmp_path):
