@@ -45,6 +45,7 @@ class TrainConfig:
     # Speed switches (measured in BENCHMARKS.md; each can be turned off):
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the train step
     channels_last: bool = True  # NHWC memory layout for the convolutions
+    compile: bool = False  # torch.compile each sub-network (compiles once per run, minutes on CPU)
 
     def __post_init__(self):
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

@@ -48,6 +48,9 @@ PRETTY = {
     "cost/train_images_per_s": "train images/s",
     "cost/eval_seconds": "eval s/evaluation",
     "cost/peak_rss_mib": "peak RSS (MiB)",
+    "cost/train_cpu_seconds": "train CPU-s/epoch",
+    "cost/epoch_wall_seconds": "wall s/epoch",
+    rt.RUN_SECONDS: "run wall (s)",
 }
 STATUS_COLORS = {"ok": "black", "diverged": "red", "running": "orange"}
 DPI = 120
@@ -332,8 +335,9 @@ def cost_section(data: ReportData) -> str:
             "",
             md_table(["model", *(PRETTY.get(m, m) for m in cols)], rows),
             "",
-            "Per run: mean over epochs; then mean ± std over ok seeds. Times depend on the "
-            "device and on other load on it.",
+            "Per run: mean over epochs (run wall: the whole run, evaluation included); then "
+            "mean ± std over ok seeds. CPU-s counts every thread of the process. Times depend "
+            "on the device and on other load on it.",
         ]
     )
 

@@ -282,10 +282,23 @@ def loss_oscillation(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
     return osc
 
 
+RUN_SECONDS = "cost/run_seconds"  # derived per run: the whole run's wall time (see run_costs)
+
+
 def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB)."""
+    """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB), and
+    RUN_SECONDS: the sum of cost/epoch_wall_seconds (training, evaluation, pictures), or for
+    runs recorded before that row existed, the sum of cost/train_seconds + cost/eval_seconds.
+    """
     cost = metrics_df[metrics_df["metric"].astype(str).str.startswith(COST_PREFIX)]
-    return cost.groupby(["run", "metric"])["value"].mean().unstack("metric").astype(float)
+    out = cost.groupby(["run", "metric"])["value"].mean().unstack("metric").astype(float)
+    totals = cost.groupby(["run", "metric"])["value"].sum().unstack("metric")
+    if "cost/train_seconds" in totals:
+        parts = totals["cost/train_seconds"] + totals.get("cost/eval_seconds", 0.0)
+        if "cost/epoch_wall_seconds" in totals:
+            parts = totals["cost/epoch_wall_seconds"].fillna(parts)
+        out[RUN_SECONDS] = parts.astype(float)
+    return out
 
 
 def per_run_stability(

@@ -1,4 +1,4 @@
-"""Numerics and memory-layout switches for the training step (train.precision, channels_last).
+"""Speed switches for the training step (train.precision, channels_last, compile).
 
 ``auto`` picks bfloat16 autocast where the hardware computes it natively (CPUs with
 AVX512-BF16 or AMX, CUDA GPUs with bf16 support) and fp32 elsewhere: on CPUs without native
@@ -46,3 +46,13 @@ def step_context(precision: str, device: torch.device):
 
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def compile_modules(model: torch.nn.Module) -> None:
+    """torch.compile each direct child in place (parameter names, hence checkpoints, unchanged).
+
+    Children rather than the whole model: ``train_step`` holds the optimiser steps and the
+    GAN's D/G alternation, which stay eager; the networks' forward and backward are compiled.
+    """
+    for child in model.children():
+        child.compile()

@@ -96,6 +96,8 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
     layout = speed.memory_format(cfg.train.channels_last)
     model = build_model(plan.spec, asdict(cfg.backbone), cfg.data.image_size)
     model = model.to(device, memory_format=layout)
+    if cfg.train.compile:
+        speed.compile_modules(model)
     log = MetricsLog(plan.dir / "metrics.csv", plan.run_id, plan.spec.label, plan.seed)
     shuffle = torch.Generator().manual_seed(plan.seed)
     epoch = step = 0
@@ -124,7 +126,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
     )
     while epoch < cfg.train.epochs:
         epoch += 1
-        sums, t0 = defaultdict(float), time.perf_counter()
+        sums, t0, cpu0 = defaultdict(float), time.perf_counter(), time.process_time()
         order = torch.randperm(len(images), generator=shuffle)
         for i in range(steps_per_epoch):
             x = to_model_space(images[order[i * batch : (i + 1) * batch]], device)
@@ -154,6 +156,8 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
         for k, v in sums.items():
             log.add(epoch, step, f"train/{k}", v / steps_per_epoch)
         log.add(epoch, step, "cost/train_seconds", train_s)
+        # CPU-seconds of all this process's threads: the compute a CPU run actually used.
+        log.add(epoch, step, "cost/train_cpu_seconds", time.process_time() - cpu0)
         log.add(epoch, step, "cost/train_images_per_s", steps_per_epoch * batch / train_s)
         line = f"[{plan.run_id}] epoch {epoch}/{cfg.train.epochs} " + " ".join(
             f"{k}={v / steps_per_epoch:.4g}" for k, v in list(sums.items())[:3]
@@ -166,6 +170,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
                 line += f" {m.metric}={m.value:.4g}"
             log.add(epoch, step, "cost/eval_seconds", time.perf_counter() - t1)
             _save_pictures(plan, model, evaluator.heldout, cfg.eval.grid_images, evaluator.pictures)
+        log.add(epoch, step, "cost/epoch_wall_seconds", time.perf_counter() - t0)
         log.flush()
         every = cfg.train.checkpoint_every
         if epoch == cfg.train.epochs or (every and epoch % every == 0):

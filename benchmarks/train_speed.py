@@ -1,7 +1,7 @@
 """Training throughput: the harness's step vs a plain eager fp32 loop, in one run.
 
 For each model and image size, times (a) ``model.train_step`` exactly as ``bench run`` calls
-it (config switches: train.precision, train.channels_last) and (b) the same architecture,
+it (config switches: train.precision, train.channels_last, train.compile) and (b) the same architecture,
 batch and optimiser stepped the way the PyTorch DCGAN / VAE examples do it (NCHW, fp32, no
 autocast). Prints images/s of both, the ratio, and the mean loss of the last steps of both
 runs from the same initial weights and batches, so a speed-up that changes the optimisation
@@ -37,13 +37,15 @@ def time_steps(model, batches, context, layout) -> tuple[float, list[float]]:
     return (time.perf_counter() - start) / (len(batches) - 3), losses
 
 
-def measure(name: str, size: int, steps: int, batch: int, precision: str, channels_last: bool):
+def measure(name, size, steps, batch, precision, channels_last, compiled):
     torch.manual_seed(0)
     spec = parse_model_spec(name)
     backbone = vars(BackboneConfig())
     device = torch.device("cpu")
     reference = build_model(spec, backbone, size)
     harness = copy.deepcopy(reference)
+    if compiled:  # compilation happens in the untimed warm-up steps
+        speed.compile_modules(harness)
     g = torch.Generator().manual_seed(1)
     batches = [torch.rand(batch, 3, size, size, generator=g) * 2 - 1 for _ in range(steps + 3)]
     results = {}
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--precision", default=TrainConfig().precision)
     parser.add_argument("--channels-last", type=int, default=int(TrainConfig().channels_last))
+    parser.add_argument("--compile", type=int, default=int(TrainConfig().compile))
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
@@ -76,7 +79,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{torch.backends.cpu.get_cpu_capability()}; harness: precision={args.precision} "
-        f"({dtype or 'fp32'}), channels_last={bool(args.channels_last)}; batch {args.batch}, "
+        f"({dtype or 'fp32'}), channels_last={bool(args.channels_last)}, "
+        f"compile={bool(args.compile)}; batch {args.batch}, "
         f"backbone {vars(BackboneConfig())}"
     )
     print(
@@ -86,7 +90,13 @@ def main() -> None:
     for name in args.models.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             r = measure(
-                name, size, args.steps, args.batch, args.precision, bool(args.channels_last)
+                name,
+                size,
+                args.steps,
+                args.batch,
+                args.precision,
+                bool(args.channels_last),
+                bool(args.compile),
             )
             (p_ips, p_loss), (h_ips, h_loss) = r["plain fp32"], r["harness"]
             print(

@@ -85,6 +85,22 @@ def test_run_writes_every_result_file(finished):
     assert "final_fid" in output and "vae:beta=4" in output  # the summary table
 
 
+def test_every_run_records_its_cost(finished):
+    out, _ = finished
+    for run in ("ae-seed0", "vae_beta=4-seed0", "gan-seed0"):
+        m = pd.read_csv(out / run / "metrics.csv")
+        per_epoch = ("cost/train_seconds", "cost/train_cpu_seconds", "cost/train_images_per_s")
+        for metric in (*per_epoch, "cost/epoch_wall_seconds", "cost/eval_seconds"):
+            rows = m[m.metric == metric]
+            assert list(rows.epoch) == [1, 2] and (rows.value > 0).all(), (run, metric)
+        wall = m[m.metric == "cost/epoch_wall_seconds"].value.to_numpy()
+        train_eval = m[m.metric.isin(["cost/train_seconds", "cost/eval_seconds"])]
+        assert (wall >= train_eval.groupby("epoch").value.sum().to_numpy()).all()
+        assert m[m.metric == "cost/peak_rss_mib"].value.item() > 100
+        env = json.loads((out / run / "env.json").read_text())
+        assert env["device"] == "cpu" and env["threads"] >= 1
+
+
 def test_report_reads_results(finished, tmp_path):
     out, _ = finished
     before = snapshot(out)
@@ -92,6 +108,7 @@ def test_report_reads_results(finished, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "FID (N=40)" in text and "vae:beta=4" in text and "gan" in text
+    assert "run wall (s)" in text and "train CPU-s/epoch" in text  # the cost table
     assert (tmp_path / "rep" / "fid_vs_epoch.png").exists()
     assert snapshot(out) == before
 

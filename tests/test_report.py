@@ -71,6 +71,20 @@ def test_final_metrics_last_epoch_summary_rows_and_fallback():
     assert not any(c.startswith(("train/", "cost/")) for c in fm.columns)
 
 
+def test_run_seconds_sums_wall_time_or_train_plus_eval():
+    df = pd.DataFrame(
+        rows("new", "cost/train_seconds", [5, 6])
+        + rows("new", "cost/eval_seconds", [3], [2])
+        + rows("new", "cost/epoch_wall_seconds", [5.5, 9.5])
+        # recorded before cost/epoch_wall_seconds existed: train + eval seconds
+        + rows("old", "cost/train_seconds", [5, 6])
+        + rows("old", "cost/eval_seconds", [3], [2])
+    )
+    costs = rt.run_costs(df)
+    assert costs.loc["new", rt.RUN_SECONDS] == 15.0 and costs.loc["old", rt.RUN_SECONDS] == 14.0
+    assert costs.loc["new", "cost/train_seconds"] == 5.5  # other cost rows: mean over epochs
+
+
 def test_per_run_stability_gap_and_oscillation():
     df = pd.DataFrame(
         rows("a1", "fid", [50, 40, 45])
