@@ -166,7 +166,7 @@ def header_section(data: ReportData) -> str:
         [
             "# dogbench report",
             "",
-            f"- **Results:** `{data.results_dir.resolve()}`",
+            f"- **Results:** `{data.results_dir}`",
             f"- **Runs:** {len(runs)} ({status}); **models:** {len(data.order)}; "
             f"**seeds:** {_distinct(runs['seed'])}",
             f"- **Dataset:** {_distinct(runs['dataset'])} (source: "
@@ -178,7 +178,8 @@ def header_section(data: ReportData) -> str:
             f"{_distinct(runs['fid_weights'])}. FID is biased upward at small N: compare "
             "values only at equal N.",
             f"- **Commit:** {commits}{' (mixed!)' if ',' in commits else ''}; "
-            f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])})",
+            f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])}; "
+            f"{_distinct(runs['threads'])} threads)",
             f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (report written)",
         ]
     )
@@ -492,6 +493,8 @@ def plot_fid_vs_compute(data: ReportData) -> Figure | None:
     )
     ax.legend(title="model")
     device = _distinct(data.runs["device"]) if "device" in data.runs else "device"
+    if "threads" in data.runs and data.runs["threads"].notna().any():
+        device += f" ({_distinct(data.runs['threads'])} threads)"
     ax.set(
         title=f"FID vs training compute ({fid_n}), one line per run",
         xlabel=f"cumulative training seconds on {device} (evaluation excluded)",

@@ -124,6 +124,7 @@ def _run_row(run_dir: Path, results_dir: Path) -> dict:
         "commit": _find_key(env, COMMIT_KEYS),
         "device": _find_key(env, ("device",)),
         "device_name": _find_key(env, ("device_name",)),
+        "threads": _find_key(env, ("threads",)),
     }
     for k, v in _flatten(config.get("model_params") or {}).items():
         row[k if k not in row else f"param_{k}"] = v
