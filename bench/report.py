@@ -178,11 +178,17 @@ def header_section(data: ReportData) -> str:
             f"{_distinct(runs['fid_weights'])}. FID is biased upward at small N: compare "
             "values only at equal N.",
             f"- **Commit:** {commits}{' (mixed!)' if ',' in commits else ''}; "
-            f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])}; "
-            f"{_distinct(runs['threads'])} threads)",
+            f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])}"
+            f"{_threads_text(runs)})",
             f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (report written)",
         ]
     )
+
+
+def _threads_text(runs: pd.DataFrame) -> str:
+    """'; 2 threads' from env.json's thread counts, '' when no run recorded them."""
+    threads = pd.to_numeric(runs["threads"], errors="coerce").dropna()
+    return f"; {_distinct(threads.astype(int))} threads" if len(threads) else ""
 
 
 def _stat(data: ReportData, label: str, metric: str) -> pd.Series | None:
@@ -336,9 +342,10 @@ def cost_section(data: ReportData) -> str:
             "",
             md_table(["model", *(PRETTY.get(m, m) for m in cols)], rows),
             "",
-            "Per run: mean over epochs (run wall: the whole run, evaluation included); then "
-            "mean ± std over ok seeds. CPU-s counts every thread of the process. Times depend "
-            "on the device and on other load on it.",
+            "Per run: mean over epochs (run wall: sum over epochs of training, evaluation and "
+            "pictures; setup and checkpoint writes excluded); then mean ± std over ok seeds. "
+            "CPU-s counts every thread of the process. With train.compile, epoch 1 includes "
+            "compilation. Times depend on the device and on other load on it.",
         ]
     )
 
@@ -493,11 +500,10 @@ def plot_fid_vs_compute(data: ReportData) -> Figure | None:
     )
     ax.legend(title="model")
     device = _distinct(data.runs["device"]) if "device" in data.runs else "device"
-    if "threads" in data.runs and data.runs["threads"].notna().any():
-        device += f" ({_distinct(data.runs['threads'])} threads)"
     ax.set(
         title=f"FID vs training compute ({fid_n}), one line per run",
-        xlabel=f"cumulative training seconds on {device} (evaluation excluded)",
+        xlabel=f"cumulative training seconds on {device}{_threads_text(data.runs)} "
+        "(evaluation excluded)",
         ylabel=f"FID ({fid_n}), lower is better",
     )
     return fig

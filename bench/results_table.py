@@ -288,17 +288,19 @@ RUN_SECONDS = "cost/run_seconds"  # derived per run: the whole run's wall time (
 
 def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
     """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB), and
-    RUN_SECONDS: the sum of cost/epoch_wall_seconds (training, evaluation, pictures), or for
-    runs recorded before that row existed, the sum of cost/train_seconds + cost/eval_seconds.
+    RUN_SECONDS: the sum over epochs of cost/epoch_wall_seconds (training, evaluation and
+    pictures; setup and checkpoint writes excluded) or, for epochs recorded before that row
+    existed, of cost/train_seconds + cost/eval_seconds.
     """
     cost = metrics_df[metrics_df["metric"].astype(str).str.startswith(COST_PREFIX)]
     out = cost.groupby(["run", "metric"])["value"].mean().unstack("metric").astype(float)
-    totals = cost.groupby(["run", "metric"])["value"].sum().unstack("metric")
-    if "cost/train_seconds" in totals:
-        parts = totals["cost/train_seconds"] + totals.get("cost/eval_seconds", 0.0)
-        if "cost/epoch_wall_seconds" in totals:
-            parts = totals["cost/epoch_wall_seconds"].fillna(parts)
-        out[RUN_SECONDS] = parts.astype(float)
+    per_epoch = cost.pivot_table("value", ["run", "epoch"], "metric", aggfunc="sum")
+    if "cost/train_seconds" in per_epoch:  # epoch by epoch: a run may have resumed across versions
+        wall = per_epoch["cost/train_seconds"] + per_epoch.get("cost/eval_seconds", 0.0)
+        wall = wall.fillna(per_epoch["cost/train_seconds"])  # epochs without an evaluation
+        if "cost/epoch_wall_seconds" in per_epoch:
+            wall = per_epoch["cost/epoch_wall_seconds"].fillna(wall)
+        out[RUN_SECONDS] = wall.groupby(level="run").sum(min_count=1).astype(float)
     return out
 
 

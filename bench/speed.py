@@ -53,6 +53,17 @@ def compile_modules(model: torch.nn.Module) -> None:
 
     Children rather than the whole model: ``train_step`` holds the optimiser steps and the
     GAN's D/G alternation, which stay eager; the networks' forward and backward are compiled.
+
+    Every in-place-compiled module shares one code object (``Module._call_impl``), so Dynamo
+    counts all their variants (train/eval mode, fp32/bf16, batch sizes) against one recompile
+    limit. The cache is reset per run (each run pays its own compilation: comparable cost
+    rows), the limit raised to fit one run's variants, and hitting it is an error rather than
+    a silent fall-back to eager.
     """
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
     for child in model.children():
         child.compile()

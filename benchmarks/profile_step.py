@@ -3,11 +3,14 @@
 For each model, profiles (torch.profiler) steps of the training loop as ``bench run`` runs
 them: batch assembly from the in-memory uint8 images (data), the model's ``train_step``
 split into forward (incl. loss), backward (autograd engine) and optimiser (Adam step and
-zero_grad), and the per-step loss read-out (sync). It does this twice: "before" = the plain
+zero_grad), and the per-step loss read-out (sync). Forward is what remains of the profiled
+loop's wall time after the other four, so Python time between its ops counts where it is
+spent. It does this twice: "before" = the plain
 eager fp32 NCHW loop, "after" = the harness's switches (train.precision, channels_last,
 compile). Then it counts the step's FLOPs (convolutions and matmuls, forward + backward:
 torch.utils.flop_counter) and divides by the unprofiled step time, next to the best GEMM
-rate this machine reaches in fp32 and bf16 at the same thread count (the practical peak).
+rate this machine reaches in fp32 and bf16 at the same thread count (the practical peak; the
+bf16 one is used for any autocast precision).
 
 Evaluation's share of a whole run is not here: every run records cost/train_seconds and
 cost/eval_seconds (see BENCHMARKS.md for the standard sweep's split).
@@ -84,13 +87,16 @@ def profile_variant(name, size, images, args, precision, channels_last, compiled
     loop(model, images, args.steps, args.batch, precision, layout, gen)
     step_s = (time.perf_counter() - start) / args.steps
     with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
         loop(model, images, args.steps, args.batch, precision, layout, gen)
+        wall_us = (time.perf_counter() - start) * 1e6
     totals = defaultdict(float)
     for event in prof.events():
-        if event.cpu_parent is None:  # top level: children are inside its time already
+        # Top level (children are inside its time already); async events have no parent.
+        if event.cpu_parent is None and not event.is_async:
             totals[phase_of(event.name)] += event.cpu_time_total
-    flops = step_flops(model, images, args.batch, precision, layout) if not compiled else None
-    return step_s, totals, flops
+    totals["forward"] = wall_us - sum(v for k, v in totals.items() if k != "forward")
+    return step_s, totals, wall_us
 
 
 def gemm_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
@@ -124,7 +130,10 @@ def main() -> None:
     parser.add_argument("--precision", default=TrainConfig().precision)
     parser.add_argument("--channels-last", type=int, default=int(TrainConfig().channels_last))
     parser.add_argument("--compile", type=int, default=int(TrainConfig().compile))
+    parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     images = training_images(args.size)
     peak32, peak16 = gemm_peak(torch.float32), gemm_peak(torch.bfloat16)
     print(
@@ -143,18 +152,23 @@ def main() -> None:
     for name in args.models.split(","):
         variants = (("before", "fp32", False, False),
                     ("after", args.precision, bool(args.channels_last), bool(args.compile)))  # fmt: skip
+        # The same architecture and batch in both variants: the same FLOPs (shape formulas).
+        layout = speed.memory_format(False)
+        flops = step_flops(
+            make_model(name, args.size, layout, False), images, args.batch, "fp32", layout
+        )
         for label, precision, channels_last, compiled in variants:
-            step_s, totals, flops = profile_variant(
+            step_s, totals, wall_us = profile_variant(
                 name, args.size, images, args, precision, channels_last, compiled
             )
-            whole = sum(totals.values())
-            shares = " ".join(f"{100 * totals[p] / whole:>8.1f}%" for p in PHASES)
-            line = f"{name:6} {label:7} {args.batch / step_s:>7.0f} {shares}"
-            if flops is not None:
-                bf16 = speed.autocast_dtype(precision, torch.device("cpu")) is not None
-                rate, peak = flops / step_s, peak16 if bf16 else peak32
-                line += f"  {flops / 1e9:>10.2f} {rate / 1e9:>8.1f} {100 * rate / peak:>4.0f}%"
-            print(line, flush=True)
+            shares = " ".join(f"{100 * totals[p] / wall_us:>8.1f}%" for p in PHASES)
+            low = speed.autocast_dtype(precision, torch.device("cpu")) is not None
+            rate, peak = flops / step_s, peak16 if low else peak32
+            print(
+                f"{name:6} {label:7} {args.batch / step_s:>7.0f} {shares}  "
+                f"{flops / 1e9:>10.2f} {rate / 1e9:>8.1f} {100 * rate / peak:>4.0f}%",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,19 @@ def test_run_seconds_sums_wall_time_or_train_plus_eval():
         # recorded before cost/epoch_wall_seconds existed: train + eval seconds
         + rows("old", "cost/train_seconds", [5, 6])
         + rows("old", "cost/eval_seconds", [3], [2])
+        # resumed across the change: epoch 1 old-style, epoch 2 with the wall row
+        + rows("mixed", "cost/train_seconds", [5, 6])
+        + rows("mixed", "cost/eval_seconds", [3], [2])
+        + rows("mixed", "cost/epoch_wall_seconds", [9.5], [2])
+        + rows("no_eval", "cost/train_seconds", [5, 6])  # e.g. diverged before evaluating
     )
     costs = rt.run_costs(df)
-    assert costs.loc["new", rt.RUN_SECONDS] == 15.0 and costs.loc["old", rt.RUN_SECONDS] == 14.0
+    assert costs[rt.RUN_SECONDS].to_dict() == {
+        "mixed": 14.5,
+        "new": 15.0,
+        "no_eval": 11.0,
+        "old": 14.0,
+    }
     assert costs.loc["new", "cost/train_seconds"] == 5.5  # other cost rows: mean over epochs
 
 
