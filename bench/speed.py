@@ -38,10 +38,19 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def step_context(precision: str, device: torch.device):
+    """Autocast for one whole ``train_step``, without autocast's weight-cast cache.
+
+    The cache keeps the low-precision copy of each parameter until the context exits
+    (torch.autocast, ``cache_enabled``). A step that updates weights and then uses them again
+    inside the same context, as a GAN's G update after its D update does, would run on the
+    stale pre-update copies: a different algorithm from the fp32 one (measured in
+    BENCHMARKS.md, "Speed switches and final FID"). Without the cache every forward casts
+    the current weights.
+    """
     dtype = autocast_dtype(precision, device)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import models
+from bench import speed
 from bench.errors import BenchError
 from models.registry import ModelSpec, build_model, parse_model_spec, register_model
 from models.vae import VAE, gaussian_nll_nats, kl_standard_normal_nats
@@ -95,6 +96,22 @@ def test_gan_step_improves_each_player():
     model.train_step(x, 0.0)
     with torch.no_grad():
         assert g_loss() < g0
+
+
+def test_step_context_uses_weights_updated_earlier_in_the_same_step():
+    # A GAN's G update runs D again after D's optimiser step, inside one train_step. With
+    # autocast's weight-cast cache it would see D's stale pre-update bf16 weights.
+    layer, x = torch.nn.Linear(8, 8), torch.randn(4, 8)
+    cpu = torch.device("cpu")
+    with speed.step_context("bf16", cpu):
+        before = layer(x)
+        with torch.no_grad():
+            layer.weight.mul_(-1.0)
+        after = layer(x)
+    with speed.step_context("bf16", cpu):
+        fresh = layer(x)
+    assert after.dtype == torch.bfloat16
+    assert torch.equal(after, fresh) and not torch.equal(after, before)
 
 
 def test_vae_terms_by_hand():
