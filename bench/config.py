@@ -46,6 +46,8 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the train step
     channels_last: bool = True  # NHWC memory layout for the convolutions
     compile: bool = False  # torch.compile each sub-network (compiles once per run, minutes on CPU)
+    matmul_4x4: bool = True  # the 4x4 <-> 1x1 layers (latent heads, G's first) as one matmul
+    fused_adam: bool = True  # Adam's update as one fused kernel where torch has one
 
     def __post_init__(self):
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):

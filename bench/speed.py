@@ -76,3 +76,38 @@ def compile_modules(model: torch.nn.Module) -> None:
     torch._dynamo.config.fail_on_recompile_limit_hit = True
     for child in model.children():
         child.compile()
+
+
+def set_matmul_4x4(model: torch.nn.Module, on: bool) -> None:
+    """Run the layers that map a 4x4 map to 1x1 or back as one matrix product (or not)."""
+    from models.backbone import LatentConvTranspose2d, WholeMapConv2d
+
+    for module in model.modules():
+        if isinstance(module, (WholeMapConv2d, LatentConvTranspose2d)):
+            module.as_matmul = on
+
+
+def set_fused_adam(model, device: torch.device, on: bool) -> bool:
+    """Step the model's Adam/AdamW optimisers with torch's fused kernel (on, where it has one).
+
+    The per-parameter loop torch uses by default on CPU launches ~10 small ops per tensor;
+    the fused kernel makes one pass with the same update rule (torch.optim.Adam, ``fused``).
+    The optimisers are built by the model, so the flag is set on their parameter groups;
+    call after loading a checkpoint, which restores the saved groups' flags. Returns whether
+    the fused kernel is in use.
+    """
+    fused = on and _has_fused_adam(device)
+    for opt in model.optimizers().values():
+        if isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)):
+            for group in opt.param_groups:
+                group["fused"], group["foreach"] = fused, False if fused else None
+    return fused
+
+
+def _has_fused_adam(device: torch.device) -> bool:
+    probe = torch.zeros(1, device=device, requires_grad=True)
+    try:
+        torch.optim.Adam([probe], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True

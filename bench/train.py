@@ -96,6 +96,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
     layout = speed.memory_format(cfg.train.channels_last)
     model = build_model(plan.spec, asdict(cfg.backbone), cfg.data.image_size)
     model = model.to(device, memory_format=layout)
+    speed.set_matmul_4x4(model, cfg.train.matmul_4x4)
     if cfg.train.compile:
         speed.compile_modules(model)
     log = MetricsLog(plan.dir / "metrics.csv", plan.run_id, plan.spec.label, plan.seed)
@@ -108,6 +109,7 @@ def train_run(plan: RunPlan, train: ImageSet, evaluator: Evaluator, device, say=
         shuffle.set_state(state["rng"]["shuffle"])
         log.load_until(epoch)
         say(f"[{plan.run_id}] resuming after epoch {epoch} (step {step})")
+    speed.set_fused_adam(model, device, cfg.train.fused_adam)  # after loading: it sets flags
     # eval.extras_every counts evaluations: continue this run's count, not the evaluator's (which
     # restarts at 0 after a resume and runs on across the runs of a sequential sweep).
     evaluator.evaluations = sum(

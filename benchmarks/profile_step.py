@@ -5,9 +5,9 @@ them: batch assembly from the in-memory uint8 images (data), the model's ``train
 split into forward (incl. loss), backward (autograd engine) and optimiser (Adam step and
 zero_grad), and the per-step loss read-out (sync). Forward is what remains of the profiled
 loop's wall time after the other four, so Python time between its ops counts where it is
-spent. It does this twice: "before" = the plain
-eager fp32 NCHW loop, "after" = the harness's switches (train.precision, channels_last,
-compile). Then it counts the step's FLOPs (convolutions and matmuls, forward + backward:
+spent. It does this twice: "before" = the plain eager fp32 NCHW loop, "after" = the
+harness's switches (train.precision, channels_last, compile as given; matmul_4x4 and
+fused_adam as configured by default). Then it counts the step's FLOPs (convolutions and matmuls, forward + backward:
 torch.utils.flop_counter) and divides by the unprofiled step time, next to the best GEMM
 rate this machine reaches in fp32 and bf16 at the same thread count (the practical peak; the
 bf16 one is used for any autocast precision).
@@ -48,10 +48,13 @@ def phase_of(name: str) -> str:
     return "forward"
 
 
-def make_model(name, size, layout, compiled):
+def make_model(name, size, layout, compiled, tricks=False):
+    """The model; ``tricks``: the harness's matmul_4x4 and fused_adam switches as configured."""
     torch.manual_seed(0)
     model = build_model(parse_model_spec(name), vars(BackboneConfig()), size)
     model = model.to(memory_format=layout)
+    speed.set_matmul_4x4(model, tricks and TrainConfig().matmul_4x4)
+    speed.set_fused_adam(model, torch.device("cpu"), tricks and TrainConfig().fused_adam)
     if compiled:
         speed.compile_modules(model)
     return model
@@ -78,9 +81,9 @@ def step_flops(model, images, batch, precision, layout) -> int:
     return counter.get_total_flops()
 
 
-def profile_variant(name, size, images, args, precision, channels_last, compiled):
+def profile_variant(name, size, images, args, label, precision, channels_last, compiled):
     layout = speed.memory_format(channels_last)
-    model = make_model(name, size, layout, compiled)
+    model = make_model(name, size, layout, compiled, tricks=label == "after")
     gen = torch.Generator().manual_seed(1)
     loop(model, images, args.warmup, args.batch, precision, layout, gen)  # incl. compilation
     start = time.perf_counter()
@@ -143,7 +146,8 @@ def main() -> None:
         f"bf16 {peak16 / 1e9:.0f} GFLOP/s"
     )
     after = f"precision={args.precision} channels_last={bool(args.channels_last)}"
-    after += f" compile={bool(args.compile)}"
+    after += f" compile={bool(args.compile)} matmul_4x4={TrainConfig().matmul_4x4}"
+    after += f" fused_adam={TrainConfig().fused_adam}"
     print(f"before = plain fp32 NCHW eager; after = {after}")
     head = " ".join(f"{p:>9}" for p in PHASES)
     print(
@@ -159,7 +163,7 @@ def main() -> None:
         )
         for label, precision, channels_last, compiled in variants:
             step_s, totals, wall_us = profile_variant(
-                name, args.size, images, args, precision, channels_last, compiled
+                name, args.size, images, args, label, precision, channels_last, compiled
             )
             shares = " ".join(f"{100 * totals[p] / wall_us:>8.1f}%" for p in PHASES)
             low = speed.autocast_dtype(precision, torch.device("cpu")) is not None

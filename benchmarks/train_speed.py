@@ -1,9 +1,9 @@
 """Training throughput: the harness's step vs a plain eager fp32 loop, in one run.
 
 For each model and image size, times (a) ``model.train_step`` exactly as ``bench run`` calls
-it (config switches: train.precision, train.channels_last, train.compile) and (b) the same
-architecture, batch and optimiser stepped the way the PyTorch DCGAN / VAE examples do it
-(NCHW, fp32, no autocast). Prints images/s of both, the ratio, and the mean loss of the last
+it (config switches: train.precision, channels_last, matmul_4x4, fused_adam, compile) and
+(b) the same architecture, batch and optimiser stepped the way the PyTorch DCGAN / VAE
+examples do it (NCHW, fp32, no autocast, nn.Conv2d layers, torch's default Adam). Prints images/s of both, the ratio, and the mean loss of the last
 steps of both runs from the same initial weights, batches and noise, so a speed-up that
 changes the optimisation shows up next to the number.
 
@@ -60,6 +60,8 @@ def measure(name, size, args) -> dict:
     torch.manual_seed(0)
     reference = build_model(parse_model_spec(name), vars(BackboneConfig()), size)
     harness = copy.deepcopy(reference)
+    speed.set_matmul_4x4(harness, bool(args.matmul_4x4))
+    speed.set_fused_adam(harness, torch.device("cpu"), bool(args.fused_adam))
     if args.compile:  # compilation happens in the untimed warm-up block
         speed.compile_modules(harness)
     plain = Contender(reference, "fp32", False)
@@ -96,6 +98,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--precision", default=TrainConfig().precision)
     parser.add_argument("--channels-last", type=int, default=int(TrainConfig().channels_last))
+    parser.add_argument("--matmul-4x4", type=int, default=int(TrainConfig().matmul_4x4))
+    parser.add_argument("--fused-adam", type=int, default=int(TrainConfig().fused_adam))
     parser.add_argument("--compile", type=int, default=int(TrainConfig().compile))
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
@@ -106,6 +110,7 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{torch.backends.cpu.get_cpu_capability()}; harness: precision={args.precision} "
         f"({dtype or 'fp32'}), channels_last={bool(args.channels_last)}, "
+        f"matmul_4x4={bool(args.matmul_4x4)}, fused_adam={bool(args.fused_adam)}, "
         f"compile={bool(args.compile)}; batch {args.batch}, {args.repeats} alternating blocks "
         f"of {args.steps} steps each; backbone {vars(BackboneConfig())}"
     )

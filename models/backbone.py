@@ -10,6 +10,7 @@ objective, not the architecture.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SUPPORTED_SIZES = (32, 64)
@@ -31,6 +32,73 @@ def _init_dcgan(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _flatten(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C*H*W), in NHWC or NCHW element order: a view in its own layout."""
+    return (t.permute(0, 2, 3, 1) if nhwc else t).reshape(t.shape[0], -1)
+
+
+def _check_plain(conv) -> None:
+    """The matrix-product form holds for stride 1, no padding, no dilation, one group."""
+    ones, zeros = (1,) * len(conv.stride), (0,) * len(conv.stride)
+    if (conv.stride, conv.dilation, conv.groups) != (ones, ones, 1) or conv.padding != zeros:
+        raise ValueError(f"{type(conv).__name__} needs stride 1, padding 0, one group: {conv}")
+    if getattr(conv, "output_padding", zeros) != zeros:
+        raise ValueError(f"{type(conv).__name__} needs output_padding 0: {conv}")
+
+
+class WholeMapConv2d(nn.Conv2d):
+    """A stride-1, unpadded conv whose kernel covers its whole input map (DCGAN's 4x4 -> 1x1).
+
+    Such a conv is one matrix product, (B, C*k*k) x (C*k*k, O). With ``as_matmul`` set (the
+    train.matmul_4x4 speed switch, bench.speed) it runs as that product: same parameters, same
+    function, but oneDNN's GEMM instead of its convolution path, which is several times slower
+    on this shape (BENCHMARKS.md). Off, it is a plain nn.Conv2d.
+    """
+
+    as_matmul = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _check_plain(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.as_matmul or tuple(x.shape[-2:]) != self.kernel_size:
+            return super().forward(x)
+        nhwc = _channels_last(x)  # flatten input and weight in the same element order
+        y = F.linear(_flatten(x, nhwc), _flatten(self.weight, nhwc), self.bias)
+        return y[:, :, None, None]
+
+
+class LatentConvTranspose2d(nn.ConvTranspose2d):
+    """DCGAN's first generator layer: a 1x1 latent map to a k x k map (stride 1, no padding).
+
+    That is z (B, L) x W (L, C*k*k), one matrix product; ``as_matmul`` as in WholeMapConv2d.
+    The output keeps the weight's memory layout (channels_last when the model is).
+    """
+
+    as_matmul = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _check_plain(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.as_matmul or tuple(z.shape[-2:]) != (1, 1):
+            return super().forward(z)
+        w, (kh, kw) = self.weight, self.kernel_size
+        nhwc = _channels_last(w)
+        y = z.reshape(z.shape[0], -1) @ _flatten(w, nhwc)
+        if nhwc:
+            y = y.view(z.shape[0], kh, kw, w.shape[1]).permute(0, 3, 1, 2)
+        else:
+            y = y.view(z.shape[0], w.shape[1], kh, kw)
+        return y if self.bias is None else y + self.bias[:, None, None]
+
+
 class Generator(nn.Module):
     """z (B, latent_dim) -> image (B, 3, S, S) in [-1, 1]."""
 
@@ -39,7 +107,7 @@ class Generator(nn.Module):
         stages = _n_stages(image_size)
         ch = width * 2 ** (stages - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False),
+            LatentConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False),
             nn.BatchNorm2d(ch),
             nn.ReLU(True),
         ]
@@ -87,7 +155,7 @@ class EncoderTrunk(nn.Module):
 
 def conv_head(in_channels: int, out_features: int) -> nn.Module:
     """The 4x4 -> 1x1 head: DCGAN's last discriminator conv, with out_features outputs."""
-    head = nn.Sequential(nn.Conv2d(in_channels, out_features, 4, 1, 0), nn.Flatten())
+    head = nn.Sequential(WholeMapConv2d(in_channels, out_features, 4, 1, 0), nn.Flatten())
     nn.init.normal_(head[0].weight, 0.0, 0.02)
     nn.init.zeros_(head[0].bias)
     return head

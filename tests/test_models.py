@@ -114,6 +114,61 @@ def test_step_context_uses_weights_updated_earlier_in_the_same_step():
     assert torch.equal(after, fresh) and not torch.equal(after, before)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_matmul_4x4_switch_keeps_each_models_function_and_gradients(layout):
+    for name in ("ae", "vae", "gan"):
+        model = tiny(name).to(memory_format=layout)
+        x = batch().contiguous(memory_format=layout)
+        z = torch.randn(16, TINY["latent_dim"])
+        outputs = []
+        for on in (False, True):
+            speed.set_matmul_4x4(model, on)
+            model.zero_grad()
+            encoded = model.encode(x) if name != "gan" else model.discriminator(x).flatten(1)
+            decoded = model.decode(z)
+            (encoded.square().sum() + decoded.square().sum()).backward()
+            grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+            outputs.append((encoded, decoded, grads))
+        (e0, d0, g0), (e1, d1, g1) = outputs
+        torch.testing.assert_close(e1, e0, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(d1, d0, rtol=1e-4, atol=1e-5)
+        assert len(g1) == len(g0) > 0
+        for a, b in zip(g1, g0, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))
+
+
+def test_matmul_layers_reject_shapes_their_product_form_does_not_cover():
+    from models.backbone import LatentConvTranspose2d, WholeMapConv2d
+
+    with pytest.raises(ValueError, match="stride 1"):
+        WholeMapConv2d(8, 4, 4, stride=2)
+    with pytest.raises(ValueError, match="padding 0"):
+        LatentConvTranspose2d(8, 4, 4, 1, 1)
+    conv = WholeMapConv2d(8, 4, 4)
+    conv.as_matmul = True
+    x = torch.randn(2, 8, 6, 6)  # larger map than the kernel: falls back to the convolution
+    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
+
+
+def test_fused_adam_switch_takes_the_same_steps_and_survives_a_checkpoint_load():
+    cpu = torch.device("cpu")
+    plain, fused = tiny("gan"), tiny("gan")
+    assert speed.set_fused_adam(fused, cpu, True)
+    assert all(g["fused"] for opt in fused.optimizers().values() for g in opt.param_groups)
+    for model in (plain, fused):
+        torch.manual_seed(3)
+        model.train_step(batch(), 0.0)
+    for a, b in zip(plain.parameters(), fused.parameters(), strict=True):
+        # Adam moves each weight by about lr = 2e-4; rounding differs where |grad| ~ eps.
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    saved = {k: o.state_dict() for k, o in fused.optimizers().items()}
+    for k, opt in plain.optimizers().items():
+        opt.load_state_dict(saved[k])  # a fused checkpoint, resumed with the switch off
+    assert not speed.set_fused_adam(plain, cpu, False)
+    assert not any(g["fused"] for opt in plain.optimizers().values() for g in opt.param_groups)
+    plain.train_step(batch(), 0.0)  # the fused run's state steps on in the default loop
+
+
 def test_vae_terms_by_hand():
     # KL(N(mu, s^2) || N(0,1)) = 0.5 (mu^2 + s^2 - 1 - log s^2) per dim.
     mu = torch.tensor([[1.0, 0.0]])
