@@ -96,7 +96,7 @@ class LatentConvTranspose2d(nn.ConvTranspose2d):
             y = y.view(z.shape[0], kh, kw, w.shape[1]).permute(0, 3, 1, 2)
         else:
             y = y.view(z.shape[0], w.shape[1], kh, kw)
-        return y if self.bias is None else y + self.bias[:, None, None]
+        return y if self.bias is None else y + self.bias.to(y.dtype)[:, None, None]
 
 
 class Generator(nn.Module):

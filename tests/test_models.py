@@ -123,6 +123,8 @@ def test_matmul_4x4_switch_keeps_each_models_function_and_gradients(layout):
         outputs = []
         for on in (False, True):
             speed.set_matmul_4x4(model, on)
+            # Two such layers in each model: the latent head (or D's logit) and G's first.
+            assert sum(getattr(m, "as_matmul", False) for m in model.modules()) == 2 * on
             model.zero_grad()
             encoded = model.encode(x) if name != "gan" else model.discriminator(x).flatten(1)
             decoded = model.decode(z)
