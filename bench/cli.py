@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bench import paths
-from bench.config import load_sweep_config, parse_set_option
+from bench.core import paths
+from bench.core.config import load_sweep_config, parse_set_option
 
 RUN_FLAGS = {  # flag -> dotted config key
     "dataset": "data.dataset",
@@ -80,7 +80,7 @@ def run(
     **flags,
 ):
     """Train and evaluate models; one results folder per run."""
-    from bench.sweep import parse_seeds, run_sweep, split_model_list
+    from bench.harness.sweep import parse_seeds, run_sweep, split_model_list
 
     overrides = {RUN_FLAGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(parse_set_option(sets))
@@ -106,11 +106,11 @@ def run(
 
 def _register_commands() -> None:
     """Commands live in their own modules; registering one is one line."""
-    from bench.check import baseline_command, check_command
-    from bench.claims import claims_command
-    from bench.fid_cli import fid_command
-    from bench.generate import interpolate_command, sample_command, traverse_command
-    from bench.report import report_command
+    from bench.analysis.check import baseline_command, check_command
+    from bench.analysis.claims import claims_command
+    from bench.analysis.report import report_command
+    from bench.tools.fid_cli import fid_command
+    from bench.tools.sample_cli import interpolate_command, sample_command, traverse_command
 
     cli.add_command(fid_command, "fid")
     cli.add_command(check_command, "check")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
-from bench import fid
-from bench.fid_cli import fid_command, image_files
+from bench.metrics import fid
+from bench.tools.fid_cli import fid_command, image_files
 
 DATA = Path("/work/shared/data")
 TOOLS = ("pytorch-fid", "exact", "fast")

@@ -29,9 +29,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import speed
-from bench.config import BackboneConfig, TrainConfig
-from bench.evaluate import to_model_space
+from bench.core.config import BackboneConfig, TrainConfig
+from bench.data.pixels import to_model_space
+from bench.harness import speed
 from models import build_model, parse_model_spec
 
 PHASES = ("data", "forward", "backward", "optimizer", "sync")
@@ -61,7 +61,7 @@ def make_model(name, size, layout, compiled, tricks=False):
 
 
 def loop(model, images, steps, batch, precision, layout, gen):
-    """The body of bench.train.train_run's inner loop (data, step, read-out), ``steps`` times."""
+    """The body of bench.harness.train.train_run's inner loop (data, step, read-out), ``steps`` times."""
     device = torch.device("cpu")
     for _ in range(steps):
         with record_function("data"):
@@ -114,7 +114,8 @@ def gemm_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 
 
 def training_images(size: int, n: int = 2048) -> torch.Tensor:
-    from bench import data, paths
+    from bench.core import paths
+    from bench.data import images as data
 
     try:
         return data.load_images("cifar10-dog", "train", size, paths.data_root(), print).images[:n]

@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from bench import speed
-from bench.config import BackboneConfig, TrainConfig
+from bench.core.config import BackboneConfig, TrainConfig
+from bench.harness import speed
 from models import build_model, parse_model_spec
 
 

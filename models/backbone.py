@@ -54,7 +54,7 @@ class WholeMapConv2d(nn.Conv2d):
     """A stride-1, unpadded conv whose kernel covers its whole input map (DCGAN's 4x4 -> 1x1).
 
     Such a conv is one matrix product, (B, C*k*k) x (C*k*k, O). With ``as_matmul`` set (the
-    train.matmul_4x4 speed switch, bench.speed) it runs as that product: same parameters, same
+    train.matmul_4x4 speed switch, bench.harness.speed) it runs as that product: same parameters, same
     function, but oneDNN's GEMM instead of its convolution path, which is several times slower
     on this shape (BENCHMARKS.md). Off, it is a plain nn.Conv2d.
     """

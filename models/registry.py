@@ -3,8 +3,8 @@
 import dataclasses
 from dataclasses import dataclass
 
-from bench.config import from_dict
-from bench.errors import BenchError
+from bench.core.config import from_dict
+from bench.core.errors import BenchError
 from models.base import GenerativeModel, ModelConfig
 
 

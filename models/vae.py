@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from models.backbone import EncoderTrunk, Generator, conv_head
 from models.base import GenerativeModel, ModelConfig
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from bench.check import (
+from bench.analysis.check import (
     baseline_command,
     check_command,
     compare_metric,

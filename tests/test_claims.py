@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import stats
 
-from bench import claims as cl
-from bench import report as rp
+from bench.analysis import claims as cl
+from bench.analysis import report as rp
 
 HOLDS, FAILS, INCONCLUSIVE = cl.HOLDS, cl.FAILS, cl.INCONCLUSIVE
 

@@ -211,10 +211,10 @@ def test_evaluation_leaves_training_rng_untouched(tmp_path):
     """A first Inception build inside an evaluation must not shift the training RNG."""
     import torch
 
-    from bench import fid
-    from bench.config import EvalConfig
-    from bench.data import load_images
-    from bench.evaluate import Evaluator
+    from bench.core.config import EvalConfig
+    from bench.data.images import load_images
+    from bench.metrics import fid
+    from bench.metrics.evaluate import Evaluator
     from models import build_model, parse_model_spec
 
     train = load_images("synthetic", "train", 32, tmp_path)

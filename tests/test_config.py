@@ -1,8 +1,14 @@
 import pytest
 
-from bench.config import SweepConfig, TrainConfig, from_dict, load_sweep_config, parse_set_option
-from bench.errors import BenchError
-from bench.sweep import parse_seeds, split_model_list
+from bench.core.config import (
+    SweepConfig,
+    TrainConfig,
+    from_dict,
+    load_sweep_config,
+    parse_set_option,
+)
+from bench.core.errors import BenchError
+from bench.harness.sweep import parse_seeds, split_model_list
 
 
 def test_defaults_and_file_changes(tmp_path):

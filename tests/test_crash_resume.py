@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from helpers import one_line_error
 
 from bench.cli import cli
-from bench.config import load_sweep_config
-from bench.evaluate import Evaluator
-from bench.sweep import load_sweep_data, plan_sweep
-from bench.train import train_run
+from bench.core.config import load_sweep_config
+from bench.harness.sweep import load_sweep_data, plan_sweep
+from bench.harness.train import train_run
+from bench.metrics.evaluate import Evaluator
 
 TINY = [
     "--models", "ae,gan", "--dataset", "synthetic", "--epochs", "4", "--batch-size", "32",

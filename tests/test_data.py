@@ -2,9 +2,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import data
-from bench.errors import BenchError
-from bench.synthetic import FACTOR_SIZES, make_synthetic
+from bench.core.errors import BenchError
+from bench.data import images as data
+from bench.data.synthetic import FACTOR_SIZES, make_synthetic
 
 
 def _write_images(folder, n, size=(40, 30), colour=(200, 50, 10)):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from bench import feature_metrics as fm
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.metrics import feature_metrics as fm
 
 
 def _gauss(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:

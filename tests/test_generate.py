@@ -9,13 +9,13 @@ from click.testing import CliRunner
 from helpers import one_line_error
 from PIL import Image
 
-from bench import io
-from bench.config import load_sweep_config
-from bench.disentangle import latent_activity, mig
-from bench.errors import BenchError
-from bench.generate import interpolate_command, sample_command, traverse_command
-from bench.results import run_id, save_checkpoint
-from bench.sweep import run_config
+from bench.core import io
+from bench.core.config import load_sweep_config
+from bench.core.errors import BenchError
+from bench.harness.sweep import run_config
+from bench.metrics.disentangle import latent_activity, mig
+from bench.results.write import run_id, save_checkpoint
+from bench.tools.sample_cli import interpolate_command, sample_command, traverse_command
 from models import build_model, parse_model_spec
 
 TINY = {

@@ -5,8 +5,8 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.functional import gaussian_blur
 
-from bench import image_metrics as im
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.metrics import image_metrics as im
 
 
 def _images(n: int = 6, size: int = 32, seed: int = 0) -> torch.Tensor:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import models
-from bench import speed
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.harness import speed
 from models.registry import ModelSpec, build_model, parse_model_spec, register_model
 from models.vae import VAE, gaussian_nll_nats, kl_standard_normal_nats
 
@@ -229,7 +229,7 @@ def test_compile_switch_compiles_matches_eager_and_loads_eager_checkpoints():
     eager model loads into a compiled one (same parameter names)."""
     from torch._dynamo.utils import counters
 
-    from bench import speed
+    from bench.harness import speed
 
     eager, compiled = tiny("ae"), tiny("ae")
     speed.compile_modules(compiled)

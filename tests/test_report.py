@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 from torchvision.utils import save_image
 
-from bench import report as rp
-from bench import results_table as rt
+from bench.analysis import report as rp
+from bench.results import table as rt
 
 NAN = float("nan")
 

@@ -7,12 +7,13 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from bench import fid, samplers
-from bench.config import BackboneConfig, EvalConfig
-from bench.data import ImageSet
-from bench.errors import BenchError
-from bench.evaluate import Evaluator, generate
-from bench.synthetic import make_synthetic
+from bench.core.config import BackboneConfig, EvalConfig
+from bench.core.errors import BenchError
+from bench.data.images import ImageSet
+from bench.data.synthetic import make_synthetic
+from bench.metrics import fid, samplers
+from bench.metrics.evaluate import Evaluator
+from bench.metrics.samplers import generate
 from models import build_model, parse_model_spec
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from bench import executors
 from bench.cli import cli
-from bench.config import SweepConfig, from_dict
-from bench.executors import RunTask, run_shipped, write_shipped
-from bench.sweep import load_sweep_data, plan_sweep, run_config
+from bench.core.config import SweepConfig, from_dict
+from bench.harness import executors
+from bench.harness.executors import RunTask, run_shipped, write_shipped
+from bench.harness.sweep import load_sweep_data, plan_sweep, run_config
 
 TINY = [
     "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32", "--fid-samples", "0",

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.errors import BenchError
-from bench.io import read_json
+from bench.core.errors import BenchError
+from bench.core.io import read_json
 
 TRAIN_PREFIX = "train/"
 COST_PREFIX = "cost/"  # run time / memory rows (cost/train_seconds, cost/peak_rss_mib, ...)
@@ -232,7 +232,7 @@ def _last_per_run(rows: pd.DataFrame) -> pd.DataFrame:
 def _fid_summary_from_curve(fid: pd.DataFrame) -> pd.DataFrame:
     """best/final FID from the per-epoch fid rows, for runs without summary rows yet.
 
-    Same rule as bench.results.add_summary: only finite FIDs count, final = last finite one.
+    Same rule as bench.results.write.add_summary: only finite FIDs count, final = last finite one.
     """
     out = {}
     fid = fid[np.isfinite(fid["value"])].sort_values(["epoch", "step"], kind="stable")

@@ -13,7 +13,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _RANGE_TOL = 1e-6  # slack for float rounding around [0, 1]
 # ITU-R BT.601 luma, the weights of PIL's convert("L") and OpenCV's RGB2GRAY.

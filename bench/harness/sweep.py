@@ -6,7 +6,7 @@ unfinished ones from their last checkpoint. A folder made with different shared 
 (exit 2) unless ``overwrite`` is set; adding models or seeds to a sweep is allowed.
 
 Runs train in this process (the default), in ``jobs`` local processes, or as Ray tasks
-(bench.executors); the results folder looks the same whichever trained them.
+(bench.harness.executors); the results folder looks the same whichever trained them.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import click
 import pandas as pd
 import torch
 
-from bench import io
-from bench.config import SweepConfig
-from bench.data import ImageSet, limit_train_images, load_images
-from bench.env import resolve_device
-from bench.errors import BenchError
-from bench.executors import ERROR_FILE, RunTask, check_executor, execute, run_context
-from bench.results import run_id
-from bench.train import RunPlan
+from bench.core import io
+from bench.core.config import SweepConfig
+from bench.core.env import resolve_device
+from bench.core.errors import BenchError
+from bench.data.images import ImageSet, limit_train_images, load_images
+from bench.harness.executors import ERROR_FILE, RunTask, check_executor, execute, run_context
+from bench.harness.train import RunPlan
+from bench.results.write import run_id
 from models import parse_model_spec
 from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config
@@ -173,7 +173,7 @@ def run_sweep(
     """Train and evaluate every run of the sweep; returns a summary DataFrame.
 
     ``jobs`` runs at once (local processes; with Ray, the most in flight), ``executor``
-    'local' or 'ray' (bench.executors). Raises RunsCrashed (exit 1) after the sweep when a
+    'local' or 'ray' (bench.harness.executors). Raises RunsCrashed (exit 1) after the sweep when a
     run crashed; a diverged run is a result, not a crash.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

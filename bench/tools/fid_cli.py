@@ -2,7 +2,7 @@
 
 Same usage as ``python -m pytorch_fid`` (and the same numbers with --exact), plus: folders are
 searched recursively, images of different sizes are allowed (batched by size), the weights are
-found offline (bench.fid), and a fast mode is the default.
+found offline (bench.metrics.fid), and a fast mode is the default.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench import fid
-from bench.errors import BenchError
-from bench.io import atomic_write
+from bench.core.errors import BenchError
+from bench.core.io import atomic_write
+from bench.metrics import fid
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 

@@ -84,7 +84,7 @@ def environment(device: torch.device) -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     if name == "auto":
         if torch.cuda.is_available():

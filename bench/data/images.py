@@ -7,7 +7,7 @@ Names accepted by ``load_images``:
 - ``petimages-dog``: ``<root>/petimages-dog`` (Asirra dog photos), a folder set.
 - ``folder:PATH``: every image under PATH. If PATH has ``train/`` and ``test/`` folders those
   are the splits; otherwise a fixed 10% of the files (by sorted name) is the test split.
-- ``synthetic``: coloured shapes with known factors (bench.synthetic), no files needed.
+- ``synthetic``: coloured shapes with known factors (bench.data.synthetic), no files needed.
 - ``auto``: cifar10-dog when found or downloadable, else synthetic (said in one line).
 """
 
@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bench import io, paths
-from bench.errors import BenchError
-from bench.synthetic import make_synthetic
+from bench.core import io, paths
+from bench.core.errors import BenchError
+from bench.data.synthetic import make_synthetic
 
-log = logging.getLogger("bench.data")
+log = logging.getLogger("bench.data.images")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 SPLITS = ("train", "test")

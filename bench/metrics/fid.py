@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 
-from bench.errors import BenchError
-from bench.io import atomic_write
-from bench.paths import cache_dir
+from bench.core.errors import BenchError
+from bench.core.io import atomic_write
+from bench.core.paths import cache_dir
 
 WEIGHTS_ID = "pt_inception-2015-12-05"
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"

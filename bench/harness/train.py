@@ -20,11 +20,14 @@ import torch
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from bench import io, speed
-from bench.config import SweepConfig
-from bench.data import ImageSet
-from bench.evaluate import Evaluator, generate, reconstruct, to_model_space
-from bench.results import MetricsLog, add_summary, load_checkpoint, save_checkpoint
+from bench.core import io
+from bench.core.config import SweepConfig
+from bench.data.images import ImageSet
+from bench.data.pixels import to_model_space
+from bench.harness import speed
+from bench.metrics.evaluate import Evaluator
+from bench.metrics.samplers import generate, reconstruct
+from bench.results.write import MetricsLog, add_summary, load_checkpoint, save_checkpoint
 from models import ModelSpec, build_model
 
 

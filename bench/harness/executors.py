@@ -33,13 +33,13 @@ from pathlib import Path
 
 import torch
 
-from bench import io
-from bench.config import SweepConfig
-from bench.data import ImageSet
-from bench.env import environment, resolve_device
-from bench.errors import BenchError
-from bench.evaluate import Evaluator
-from bench.train import RunPlan, train_run
+from bench.core import io
+from bench.core.config import SweepConfig
+from bench.core.env import environment, resolve_device
+from bench.core.errors import BenchError
+from bench.data.images import ImageSet
+from bench.harness.train import RunPlan, train_run
+from bench.metrics.evaluate import Evaluator
 
 ERROR_FILE = "error.txt"  # traceback of the run's last attempt, when it crashed
 TOKEN_FILE = ".ray-driver-token"  # a Ray worker that can read this sees the results folder
@@ -69,7 +69,7 @@ class RunContext:
 
 
 def run_context(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, device) -> RunContext:
-    from bench import fid
+    from bench.metrics import fid
 
     fid_real = train if cfg.eval.fid_split == "train" else heldout
     env = {

@@ -2,10 +2,10 @@
 
 Generated images are passed through Inception once per evaluation and every
 feature-based metric is derived from those features. Real-image statistics come from
-an on-disk cache keyed by what produced them (bench.fid.real_statistics).
+an on-disk cache keyed by what produced them (bench.metrics.fid.real_statistics).
 
 The final evaluation adds, for each sampler in ``cfg.samplers`` that applies to the model
-(bench.samplers), the same metrics under ``<metric>@<sampler>`` (e.g. fid@gmm), and the
+(bench.metrics.samplers), the same metrics under ``<metric>@<sampler>`` (e.g. fid@gmm), and the
 evenness of decoded latent interpolations (interp_cv, interp_length).
 """
 
@@ -18,22 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.config import EvalConfig
-from bench.data import ImageSet
-from bench.errors import BenchError
+from bench.core.config import EvalConfig
+from bench.core.errors import BenchError
+from bench.data.images import ImageSet
+from bench.data.pixels import to_model_space
+from bench.metrics import samplers
+from bench.metrics.samplers import SAMPLE_SEED, generate, reconstruct
 
-SAMPLE_SEED = 1234  # the same latents at every evaluation, so curves compare like with like
-CHUNK = 250  # images generated / reconstructed per forward pass
 INTERP_PAIRS, INTERP_STEPS = 8, 10  # latent interpolation at the final evaluation
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] model space -> [0, 1] image space."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
-def to_model_space(images_uint8: torch.Tensor, device) -> torch.Tensor:
-    return images_uint8.to(device).float().div_(127.5).sub_(1.0)
 
 
 @dataclass
@@ -47,29 +39,8 @@ def _interp_generator() -> torch.Generator:
     return torch.Generator().manual_seed(SAMPLE_SEED + 1)  # not the FID latents
 
 
-@torch.no_grad()
-def generate(model, n: int, seed: int = SAMPLE_SEED) -> torch.Tensor:
-    """n samples in [0, 1] on the CPU, from a fixed latent seed."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.cat(
-        [to_unit(model.sample(min(CHUNK, n - i), g)).cpu() for i in range(0, n, CHUNK)]
-    )
-
-
-@torch.no_grad()
-def reconstruct(model, images_uint8: torch.Tensor) -> torch.Tensor | None:
-    """Reconstructions in [0, 1] on the CPU; None for models without an encoder."""
-    out = []
-    for i in range(0, len(images_uint8), CHUNK):
-        r = model.reconstruct(to_model_space(images_uint8[i : i + CHUNK], model.device))
-        if r is None:
-            return None
-        out.append(to_unit(r).cpu())
-    return torch.cat(out)
-
-
 def _kid(fake_feats, real_feats, fake, real, fid_value):
-    from bench.feature_metrics import kid
+    from bench.metrics.feature_metrics import kid
 
     # Subsets of at most 1000 (Binkowski et al. 2018); 100 subsets at large N, fewer when small.
     mean, std = kid(real_feats, fake_feats, subsets=100, subset_size=1000)
@@ -77,7 +48,7 @@ def _kid(fake_feats, real_feats, fake, real, fid_value):
 
 
 def _prdc(fake_feats, real_feats, fake, real, fid_value):
-    from bench.feature_metrics import density_coverage, precision_recall
+    from bench.metrics.feature_metrics import density_coverage, precision_recall
 
     precision, recall = precision_recall(real_feats, fake_feats, k=3)
     density, coverage = density_coverage(real_feats, fake_feats, k=5)
@@ -85,13 +56,13 @@ def _prdc(fake_feats, real_feats, fake, real, fid_value):
 
 
 def _sharpness(fake_feats, real_feats, fake, real, fid_value):
-    from bench.image_metrics import sharpness_ratio
+    from bench.metrics.image_metrics import sharpness_ratio
 
     return {"sharpness": sharpness_ratio(fake, real.float() / 255)}
 
 
 def _diversity(fake_feats, real_feats, fake, real, fid_value):
-    from bench.image_metrics import batch_diversity
+    from bench.metrics.image_metrics import batch_diversity
 
     # Mean pairwise distance within 200 samples relative to 200 real images: falls towards 0
     # when the generator collapses onto a few modes.
@@ -100,7 +71,7 @@ def _diversity(fake_feats, real_feats, fake, real, fid_value):
 
 
 def _memorization(fake_feats, real_feats, fake, real, fid_value):
-    from bench.feature_metrics import memorization
+    from bench.metrics.feature_metrics import memorization
 
     m = memorization(real_feats, fake_feats, fid_train=fid_value)
     return {
@@ -144,14 +115,13 @@ class Evaluator:
     ):
         """``train_images`` (uint8, what the model trained on): fitted samplers (gaussian,
         gmm) are fitted to their codes at the final evaluation; None skips those samplers."""
-        from bench.samplers import parse_sampler_name
 
         unknown = sorted(set(cfg.extras) - set(EXTRAS))
         if unknown:
             raise BenchError(f"unknown eval.extras {unknown[0]!r}; accepted: {', '.join(EXTRAS)}")
         self.samplers = list(getattr(cfg, "samplers", ["prior"]))
         for name in self.samplers:
-            parse_sampler_name(name)  # an unknown name fails now, not after training
+            samplers.parse_sampler_name(name)  # an unknown name fails now, not after training
         self.cfg, self.fid_real, self.heldout, self.device = cfg, fid_real, heldout, device
         self.train_images = train_images
         self.n_fid = min(cfg.fid_samples, len(fid_real))
@@ -162,7 +132,7 @@ class Evaluator:
         self.pictures: dict[str, tuple[torch.Tensor, int | None]] = {}
 
     def real_statistics(self):
-        from bench import fid
+        from bench.metrics import fid
 
         if self._real is None:
             r = self.fid_real
@@ -209,7 +179,7 @@ class Evaluator:
         fake = generate(model, self.n_fid)
         out, feats = self._feature_metrics(fake, self._extras_due(final), suffix="")
         if final and self.cfg.fid_inf:
-            from bench.feature_metrics import fid_infinity_from_features
+            from bench.metrics.feature_metrics import fid_infinity_from_features
 
             # Chong & Forsyth 2020: FID is linear in 1/N; 5 points keep the cost bounded.
             n = self.n_fid
@@ -221,7 +191,7 @@ class Evaluator:
     def _feature_metrics(self, fake, extras: bool, suffix: str):
         """FID (and the extras) of generated images in [0, 1], from one Inception pass;
         every metric name gets ``suffix`` (e.g. '@gmm'). Returns (metrics, features)."""
-        from bench import fid
+        from bench.metrics import fid
 
         mu_real, sigma_real, real_feats = self.real_statistics()
         feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
@@ -242,7 +212,6 @@ class Evaluator:
         """FID and extras as ``<metric>@<sampler>`` for each non-prior sampler that applies:
         gaussian / gmm fitted to the training codes (Ghosh et al. 2020) for models with an
         encoder, truncation (Brock et al. 2019) for the GAN. Same N and sample seed as 'fid'."""
-        from bench import samplers
 
         out = []
         for name in self.samplers if self.n_fid else []:
@@ -258,10 +227,9 @@ class Evaluator:
         return out
 
     def _interpolation_metrics(self, model) -> list[MetricValue]:
-        """Evenness of decoded straight-line paths (bench.image_metrics.latent_path_smoothness):
+        """Evenness of decoded straight-line paths (bench.metrics.image_metrics.latent_path_smoothness):
         AE/VAE between the codes of fixed held-out pairs, the GAN between fixed prior draws."""
-        from bench import samplers
-        from bench.image_metrics import latent_path_smoothness
+        from bench.metrics.image_metrics import latent_path_smoothness
 
         pairs, steps = INTERP_PAIRS, INTERP_STEPS
         if samplers.has_encoder(model):
@@ -286,7 +254,7 @@ class Evaluator:
         ]
 
     def _heldout_metrics(self, model) -> list[MetricValue]:
-        from bench import image_metrics
+        from bench.metrics import image_metrics
 
         real = self.heldout_images
         if len(real) == 0:

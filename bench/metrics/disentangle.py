@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 MIG_BINS = 20  # Chen et al. 2018 / disentanglement_lib discretise each latent into 20 bins
 

@@ -4,7 +4,7 @@ density/coverage, FID∞ and memorization (MiFID).
 Pure functions, deterministic given `seed`. Everything is computed in float64 on the CPU;
 distances `_CHUNK_ROWS` rows at a time, so precision/recall on 5000 + 5000 samples of 2048-d
 features adds ~0.25 GiB (measured, float64 copies of the inputs included).
-FID itself lives in bench.fid; this module only calls it.
+FID itself lives in bench.metrics.fid; this module only calls it.
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torchmetrics.image.kid import poly_mmd
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _CHUNK_ROWS = 1024  # 1024 × 5000 float64 distances = 41 MB per chunk
 _KAGGLE_FID_EPSILON = 10e-15  # Kaggle / torchmetrics MiFID: fid / (distance + 10e-15)
@@ -145,8 +145,11 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
 
 
 def _frechet(real: np.ndarray, fake: np.ndarray) -> float:
-    """FID between two feature arrays via bench.fid."""
-    from bench.fid import feature_stats, frechet_distance  # lazy: bench.fid loads Inception helpers
+    """FID between two feature arrays via bench.metrics.fid."""
+    from bench.metrics.fid import (  # lazy: bench.metrics.fid loads Inception helpers
+        feature_stats,
+        frechet_distance,
+    )
 
     mu_r, sigma_r = feature_stats(real)
     mu_f, sigma_f = feature_stats(fake)
@@ -154,7 +157,7 @@ def _frechet(real: np.ndarray, fake: np.ndarray) -> float:
 
 
 def _fid_value(out: object) -> float:
-    """A float, an object with .value, or one float() accepts (bench.fid.FrechetResult)."""
+    """A float, an object with .value, or one float() accepts (bench.metrics.fid.FrechetResult)."""
     return float(getattr(out, "value", out))
 
 
@@ -187,7 +190,7 @@ def fid_infinity(
             f"fid_infinity: need FID at >= 2 distinct positive sample counts, got {sorted(points)}"
         )
     if not all(np.isfinite(v) for v in points.values()):
-        return float("nan"), points  # bench.fid reports NaN when sqrt(S1 S2) was not real
+        return float("nan"), points  # bench.metrics.fid reports NaN when sqrt(S1 S2) was not real
     inv_n = np.array([1.0 / n for n in points])
     _slope, intercept = np.polyfit(inv_n, np.array(list(points.values())), deg=1)
     return float(intercept), points
@@ -206,7 +209,7 @@ def fid_infinity_from_features(
 
     ns defaults to `default_fid_ns(N_fake)`. Returns (FID∞, {N: FID_N}).
     """
-    from bench.fid import feature_stats, frechet_distance  # lazy: see _frechet
+    from bench.metrics.fid import feature_stats, frechet_distance  # lazy: see _frechet
 
     real_t, fake_t = _as_features("real", real_feats), _as_features("fake", fake_feats)
     _same_dim(real_t, fake_t)

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from bench import io, paths, samplers
-from bench.data import ImageSet, limit_train_images, load_images
-from bench.env import resolve_device
-from bench.errors import BenchError
-from bench.evaluate import CHUNK, to_model_space
-from bench.image_metrics import latent_path_smoothness
-from bench.runs import TrainedRun, load_trained_run
+from bench.core import io, paths
+from bench.core.env import resolve_device
+from bench.core.errors import BenchError
+from bench.data.images import ImageSet, limit_train_images, load_images
+from bench.data.pixels import to_model_space
+from bench.metrics import samplers
+from bench.metrics.image_metrics import latent_path_smoothness
+from bench.metrics.samplers import CHUNK
+from bench.results.trained import TrainedRun, load_trained_run
 
 TRAVERSE_IMAGES = 1000  # held-out images that rank dimensions (and score MIG)
 
@@ -182,7 +184,7 @@ def traverse_rows(model, code: torch.Tensor, dims, spread: torch.Tensor, span: f
 
 
 def _report_mig(mu: torch.Tensor, test: ImageSet) -> None:
-    from bench.disentangle import mig
+    from bench.metrics.disentangle import mig
 
     factors = {k: np.asarray(v[: len(mu)]) for k, v in test.factors.items()}
     score, per_factor = mig(mu.numpy(), factors)
@@ -217,7 +219,7 @@ def traverse_command(run, seed, data_root, device, dims, span, steps, out):
         )
     if dims > model.config.latent_dim:
         raise BenchError(f"--dims {dims}: the model has {model.config.latent_dim} latent dims")
-    from bench.disentangle import latent_activity
+    from bench.metrics.disentangle import latent_activity
 
     test = run_images(trained.config, "test", paths.data_root(data_root))
     mu, logvar = posterior_codes(model, test.images[:TRAVERSE_IMAGES])

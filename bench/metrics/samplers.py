@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.errors import BenchError
-from bench.evaluate import CHUNK, to_model_space, to_unit
+from bench.core.errors import BenchError
+from bench.data.pixels import to_model_space, to_unit
 from models.base import GenerativeModel
+
+CHUNK = 250  # images generated / reconstructed per forward pass
+SAMPLE_SEED = 1234  # the same latents at every evaluation, so curves compare like with like
 
 GMM_COMPONENTS = 10  # Ghosh et al. 2020, sec. 4: a 10-component GMM
 GMM_MAX_ITER = 100  # scikit-learn GaussianMixture defaults: max_iter=100, tol=1e-3
@@ -52,7 +55,7 @@ class PriorSampler(Sampler):
     info: dict = field(default_factory=dict)
 
     def sample(self, n, generator=None):
-        # The same draw as GenerativeModel.sample, so 'prior' reproduces bench.evaluate.generate.
+        # The same draw as GenerativeModel.sample, so 'prior' reproduces bench.metrics.samplers.generate.
         return torch.randn(n, self.dim, generator=generator, device="cpu")
 
 
@@ -287,7 +290,7 @@ def decode_latents(model: GenerativeModel, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_images(model: GenerativeModel, sampler: Sampler, n: int, seed: int) -> torch.Tensor:
-    """n images in [0, 1]; for 'prior' identical to bench.evaluate.generate(model, n, seed)."""
+    """n images in [0, 1]; for 'prior' identical to bench.metrics.samplers.generate(model, n, seed)."""
     g = torch.Generator().manual_seed(seed)
     return torch.cat(
         [decode_latents(model, sampler.sample(min(CHUNK, n - i), g)) for i in range(0, n, CHUNK)]
@@ -313,3 +316,24 @@ def latent_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool 
             s = torch.sin(omega)
             return (torch.sin((1 - t) * omega) / s * a + torch.sin(t * omega) / s * b).float()
     return ((1 - t) * a + t * b).float()
+
+
+@torch.no_grad()
+def generate(model, n: int, seed: int = SAMPLE_SEED) -> torch.Tensor:
+    """n samples in [0, 1] on the CPU, from a fixed latent seed."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat(
+        [to_unit(model.sample(min(CHUNK, n - i), g)).cpu() for i in range(0, n, CHUNK)]
+    )
+
+
+@torch.no_grad()
+def reconstruct(model, images_uint8: torch.Tensor) -> torch.Tensor | None:
+    """Reconstructions in [0, 1] on the CPU; None for models without an encoder."""
+    out = []
+    for i in range(0, len(images_uint8), CHUNK):
+        r = model.reconstruct(to_model_space(images_uint8[i : i + CHUNK], model.device))
+        if r is None:
+            return None
+        out.append(to_unit(r).cpu())
+    return torch.cat(out)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from bench import io
-from bench.errors import BenchError
+from bench.core import io
+from bench.core.errors import BenchError
 from models import build_model, parse_model_spec
 from models.base import GenerativeModel
 

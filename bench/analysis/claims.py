@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import results_table as rt
-from bench.errors import BenchError
-from bench.io import write_text
-from bench.stats import welch_interval as shared_welch_interval
+from bench.analysis.stats import welch_interval as shared_welch_interval
+from bench.core.errors import BenchError
+from bench.core.io import write_text
+from bench.results import table as rt
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 VERDICT_MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔"}
@@ -97,7 +97,7 @@ def _quiet(test):
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """95% Welch t interval of mean(a) - mean(b) (bench.stats)."""
+    """95% Welch t interval of mean(a) - mean(b) (bench.analysis.stats)."""
     _, low, high = shared_welch_interval(a, b, CONFIDENCE)
     return low, high
 
@@ -693,7 +693,7 @@ def claims_command(ctx: click.Context, results: Path, require: str, markdown: Pa
 
     Exit 1 if a --require'd claim does not hold (fails or is inconclusive), 0 otherwise,
     2 for bad input. Verdicts use 95% Welch intervals over seeds (a 5% margin for single
-    seeds); see bench/claims.py.
+    seeds); see bench/analysis/claims.py.
     """
     required = parse_require(require)
     claims = evaluate_claims(load_claim_inputs(results))

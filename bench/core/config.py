@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 @dataclass
@@ -64,12 +64,12 @@ class EvalConfig:
     fid_exact: bool = False  # fp32 reference Inception pass instead of the fast path
     heldout_images: int = 500  # test-split images for recon_mse / psnr / kl_nats
     grid_images: int = 64  # images in samples.png / recon.png
-    # Metrics beyond FID, all from the same Inception features / images (bench.evaluate.EXTRAS).
+    # Metrics beyond FID, all from the same Inception features / images (bench.metrics.evaluate.EXTRAS).
     extras: list[str] = field(
         default_factory=lambda: ["kid", "prdc", "sharpness", "diversity", "memorization"]
     )
     extras_every: int = 1  # compute extras at every Nth evaluation; 0 = only the last one
-    # Latent samplers evaluated at the last evaluation (bench.samplers): prior, gaussian, gmm
+    # Latent samplers evaluated at the last evaluation (bench.metrics.samplers): prior, gaussian, gmm
     # (fitted to training latents; AE/VAE), truncT (GAN truncation, e.g. trunc0.5).
     samplers: list[str] = field(default_factory=lambda: ["prior", "gaussian", "gmm"])
     fid_inf: bool = False  # FID extrapolated to N -> infinity at the last evaluation (slow)

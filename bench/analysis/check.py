@@ -35,9 +35,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bench.errors import BenchError
-from bench.io import read_json, write_json, write_text
-from bench.stats import welch_interval as shared_welch_interval
+from bench.analysis.stats import welch_interval as shared_welch_interval
+from bench.core.errors import BenchError
+from bench.core.io import read_json, write_json, write_text
 
 LOWER, HIGHER, TWO_SIDED = "lower is better", "higher is better", "two-sided"
 
@@ -343,7 +343,7 @@ def read_baseline(path: str | Path) -> dict:
 
 
 def welch_interval(base: list[float], now: list[float], confidence: float = CONFIDENCE):
-    """(difference, low, high): interval of mean(now) - mean(base) (bench.stats)."""
+    """(difference, low, high): interval of mean(now) - mean(base) (bench.analysis.stats)."""
     return shared_welch_interval(now, base, confidence)
 
 

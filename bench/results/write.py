@@ -1,6 +1,6 @@
 """One folder per run; metrics in long format, one row per (run, epoch, metric).
 
-Every file is written to a temporary name and renamed (bench.io), so a crash never
+Every file is written to a temporary name and renamed (bench.core.io), so a crash never
 leaves a half-written file behind.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import io
+from bench.core import io
 
 METRIC_COLUMNS = ["run", "model", "seed", "epoch", "step", "metric", "value", "n"]
 

@@ -1,6 +1,6 @@
 """`bench report`: read a results folder, write REPORT.md and PNG plots.
 
-REPORT.md opens with the Claims section (bench.claims: verdicts with their numbers, the
+REPORT.md opens with the Claims section (bench.analysis.claims: verdicts with their numbers, the
 rate–distortion plot, samples per sampler, interpolation strips), then the tables and plots.
 
 A pure reader: nothing under RESULTS changes except REPORT.md and the *.png files it
@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from bench import claims as cl
-from bench import results_table as rt
-from bench.errors import BenchError
-from bench.io import atomic_write, write_text
+from bench.analysis import claims as cl
+from bench.core.errors import BenchError
+from bench.core.io import atomic_write, write_text
+from bench.results import table as rt
 
 REPORT_NAME = "REPORT.md"
 # The headline table: what a reader compares first. Everything else is in "All final metrics".
