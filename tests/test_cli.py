@@ -169,6 +169,10 @@ def test_divergence_stops_run_and_sweep_goes_on(tmp_path):
         (["--set", "train.epoch=3"], ["unknown key 'epoch'", "accepted: epochs"]),
         (["--set", "data.image_size=48"], ["image_size", "32, 64"]),
         (["--seeds", "x"], ["--seeds"]),
+        (["--seeds", "0"], ["--seeds 0", "--seeds 0,"]),
+        (["--epochs", "0"], ["train.epochs must be >= 1"]),
+        (["--set", "train.epochs=-2"], ["train.epochs must be >= 1"]),
+        (["--set", "train.batch_size=0"], ["train.batch_size must be >= 1"]),
         (["--set", "eval.extras=[kid,is]"], ["unknown eval.extras 'is'"]),
     ],
 )

@@ -50,6 +50,9 @@ class TrainConfig:
     fused_adam: bool = True  # Adam's update as one fused kernel where torch has one
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise BenchError(
                 f"train.precision {self.precision!r} not understood; accepted: auto, fp32, bf16, fp16"

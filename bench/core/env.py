@@ -77,6 +77,9 @@ def environment(device: torch.device) -> dict:
         "git_commit": git_commit(),
         "device": str(device),
         "device_name": device_name(device),
+        # The CPU matters on a GPU run too (data loading, the FID's eigenvalue problem) and is
+        # what bench check warns about when a baseline came from another machine.
+        "cpu_name": cpu_name(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -73,7 +73,7 @@ def run_context(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, device) ->
 
     fid_real = train if cfg.eval.fid_split == "train" else heldout
     env = {
-        "fid_weights": fid.WEIGHTS_ID,
+        **fid.provenance(device, cfg.eval.fid_exact),
         **environment(device),
         "data_source": train.source,
         "unreadable_images_skipped": train.skipped,

@@ -57,6 +57,9 @@ def parse_seeds(text: str) -> list[int]:
         ) from None
     if not values or min(values) < 0:
         raise BenchError(f"--seeds {text!r}: expected a count like 5 or a list like 0,1,2")
+    if "," not in text and values[0] == 0:
+        # A count of zero plans no runs; the user almost always meant the seed 0.
+        raise BenchError("--seeds 0: a count must be >= 1; for the single seed 0 write --seeds 0,")
     return list(range(values[0])) if "," not in text else values
 
 

@@ -312,6 +312,28 @@ def clear_inception_cache() -> None:
         _WEIGHTS_SOURCE.clear()
 
 
+def weights_sha1() -> str | None:
+    """sha1 of the weights file FID uses in this environment (the first source that
+    pytorch_fid_state_dict would take), so results made with other weights are told apart.
+
+    fid-helper's file is identified by the sha1 it is verified against when its renamed copy
+    is cached; pytorch-fid's own download is hashed here. None: no weights file on disk yet.
+    """
+    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_FILE
+    if hub_file.is_file():
+        return _sha1(hub_file)
+    return FID_HELPER_SHA1 if fid_helper_path() is not None else None
+
+
+def provenance(device: str | torch.device, exact: bool) -> dict:
+    """What makes two FIDs comparable besides the data: weights and feature numerics."""
+    return {
+        "fid_weights": WEIGHTS_ID,
+        "fid_weights_sha1": weights_sha1(),
+        "fid_numerics": feature_mode(device, exact),
+    }
+
+
 # ---------------------------------------------------------------- features
 
 
