@@ -30,7 +30,7 @@ def cli():
 @click.option("--models", help="Comma list, e.g. ae,vae,gan or vae:beta=1,vae:beta=4.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--dataset", help="auto | cifar10-dog | petimages-dog | synthetic | folder:PATH")
-@click.option("--image-size", type=int, help="32 or 64.")
+@click.option("--image-size", type=int, help="32, 64 or 128 (models.backbone.SUPPORTED_SIZES).")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--seeds", help="A count (5 = seeds 0..4) or a list (0,1,2).")

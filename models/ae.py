@@ -20,6 +20,8 @@ class AEConfig(ModelConfig):
 
 class AE(GenerativeModel):
     config_class = AEConfig
+    has_encoder = True
+    has_posterior = False
 
     def __init__(self, config: AEConfig, image_size: int):
         super().__init__(config, image_size)

@@ -5,6 +5,7 @@ The harness loops and calls ``train_step``; the model owns its optimisers and lo
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,15 +25,19 @@ class ModelConfig:
 
 class GenerativeModel(nn.Module):
     config_class = ModelConfig
+    # What the model can do, declared by each class so that the harness, the metrics and the
+    # tools ask the class instead of probing which methods it overrides.
+    has_encoder: ClassVar[bool] = False  # encode() gives codes: reconstructions, fitted samplers
+    has_posterior: ClassVar[bool] = False  # posterior() gives a Gaussian q(z|x): (mu, logvar)
 
     def __init__(self, config: ModelConfig, image_size: int):
         super().__init__()
         self.config = config
         self.image_size = image_size
 
-    def _adam(self, params) -> torch.optim.Adam:
+    def _adam(self, params, lr: float | None = None) -> torch.optim.Adam:
         c = self.config
-        return torch.optim.Adam(params, lr=c.lr, betas=(c.adam_beta1, c.adam_beta2))
+        return torch.optim.Adam(params, lr=lr or c.lr, betas=(c.adam_beta1, c.adam_beta2))
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
@@ -57,10 +62,14 @@ class GenerativeModel(nn.Module):
         """Latent code of x (the mean for a VAE); None for models without an encoder."""
         return None
 
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x); only models that declare ``has_posterior``."""
+        raise NotImplementedError(f"{type(self).__name__} has no posterior")
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
-        z = self.encode(x)
-        return None if z is None else self.decode(z)
+        """decode(encode(x)); None for models without an encoder."""
+        return self.decode(self.encode(x)) if self.has_encoder else None
 
     @torch.no_grad()
     def heldout_terms(self, x: torch.Tensor) -> dict[str, float]:

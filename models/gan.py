@@ -17,17 +17,22 @@ from models.base import GenerativeModel, ModelConfig
 class GANConfig(ModelConfig):
     lr: float = 2e-4
     adam_beta1: float = 0.5
+    # G's own learning rate (0 = lr). Two time-scale updates (Heusel et al. 2017) set G and D
+    # apart; the gate's error-rate benchmark uses it to make a deliberately weaker GAN.
+    lr_g: float = 0.0
 
 
 class GAN(GenerativeModel):
     config_class = GANConfig
+    has_encoder = False
+    has_posterior = False
 
     def __init__(self, config: GANConfig, image_size: int):
         super().__init__(config, image_size)
         self.generator = Generator(config.latent_dim, config.width, image_size)
         trunk = EncoderTrunk(config.width, image_size)
         self.discriminator = torch.nn.Sequential(trunk, conv_head(trunk.out_channels, 1))
-        self.opt_g = self._adam(self.generator.parameters())
+        self.opt_g = self._adam(self.generator.parameters(), config.lr_g)
         self.opt_d = self._adam(self.discriminator.parameters())
 
     def optimizers(self):

@@ -36,7 +36,18 @@ def register_model(name: str, cls: type[GenerativeModel]) -> None:
         dataclasses.is_dataclass(cls.config_class) and issubclass(cls.config_class, ModelConfig)
     ):
         raise TypeError(f"{cls.__name__}.config_class must be a ModelConfig dataclass")
+    _check_capabilities(cls)
     MODELS[name] = cls
+
+
+def _check_capabilities(cls: type[GenerativeModel]) -> None:
+    """A declared capability must come with the method that provides it: callers trust the
+    declaration and would otherwise get None codes or NotImplementedError mid-evaluation."""
+    for flag, method in (("has_encoder", "encode"), ("has_posterior", "posterior")):
+        if getattr(cls, flag) and getattr(cls, method) is getattr(GenerativeModel, method):
+            raise TypeError(f"{cls.__name__} declares {flag} but does not define {method}()")
+    if cls.has_posterior and not cls.has_encoder:
+        raise TypeError(f"{cls.__name__} declares has_posterior, which needs has_encoder")
 
 
 def parse_model_spec(text: str) -> ModelSpec:

@@ -68,6 +68,8 @@ def kl_standard_normal_nats(mu, logvar):
 
 class VAE(GenerativeModel):
     config_class = VAEConfig
+    has_encoder = True
+    has_posterior = True
 
     def __init__(self, config: VAEConfig, image_size: int):
         super().__init__(config, image_size)

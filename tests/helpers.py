@@ -8,3 +8,8 @@ def one_line_error(result, *fragments):
     assert last.startswith("Error:") and "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in last, last
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes: equal before and after = nothing changed."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -47,3 +47,39 @@ def test_profile_step_splits_the_step_into_phases_that_sum_to_the_wall_time(monk
         shares = [float(s.rstrip("%")) for s in row[3:8]]
         assert abs(sum(shares) - 100) < 0.5, row
         assert float(row[8]) > 0  # GFLOP per step
+
+
+def test_gate_error_rates_counts_false_fails_and_names_what_caught_each_variant(tmp_path, capsys):
+    import json
+
+    from test_check import write_run
+
+    gate = load("gate_error_rates")
+    gan = {"fid": 40.0, "recall": 0.3, "coverage": 0.5, "diversity": 1.0}
+    vae = {"recon_mse": 0.02, "psnr": 21.0, "kl_nats": 30.0}
+    for seed, k in enumerate([0, 2, -1, 1, -2]):  # +-2% seed noise
+        for label, values in (("gan", gan), ("vae", vae)):
+            write_run(
+                tmp_path / "sweep", label, seed, {m: v * (1 + 0.01 * k) for m, v in values.items()}
+            )
+    write_run(tmp_path / "quarter", "gan", 0, {**gan, "fid": 70.0}, epochs=1)
+    write_run(tmp_path / "beta0", "vae:beta=0", 0, {**vae, "kl_nats": 0.5})
+    write_run(tmp_path / "harmless", "gan", 0, {**gan, "fid": 40.5})
+    variants = [f"{n}={tmp_path / n}" for n in ("quarter", "beta0", "harmless")]
+    argv = [str(tmp_path / "sweep")] + [a for v in variants for a in ("--variant", v)]
+    assert gate.main(argv) == 1  # the harmless "variant" is (rightly) not caught
+    out = capsys.readouterr().out
+    # 5 seeds x (gan: fid, final_fid, best_fid, recall, coverage, diversity; vae: 3)
+    assert "false fails: 0 of 45 checks (0.0%; target <= 5%: met)" in out
+    assert any(line.split()[:4] == ["diversity", "0", "5", "0.0%"] for line in out.splitlines())
+    assert "variant quarter: gan/fid worse +75.0%" in out
+    assert "variant beta0: vae/kl_nats changed -98.3%" in out  # relabelled vae:beta=0 -> vae
+    assert "variant harmless: NOT caught" in out
+    assert "variants caught: 2 of 3 (target: every one)" in out
+    config = json.loads((tmp_path / "beta0" / "vae_beta=0-seed0" / "config.json").read_text())
+    assert config["model"] == "vae:beta=0"  # the variant's own folder is not rewritten
+    assert gate.main(argv[:3]) == 0  # quarter only: both targets met
+    few = tmp_path / "few"
+    write_run(few, "gan", 0, gan)
+    assert gate.main([str(few)]) == 2
+    assert "needs >= 5 finished seeds per model; gan has 1" in capsys.readouterr().err

@@ -14,8 +14,9 @@ from bench.analysis.check import (
     check_command,
     compare_metric,
     parse_tolerances,
-    welch_interval,
 )
+from bench.analysis.stats import prediction_interval, welch_interval
+from bench.results.layout import CONFIG_FILE, ENV_FILE, METRICS_FILE, STATUS_FILE, Status, run_id
 
 GOOD = {
     "ae": {"recon_mse": 0.0120, "psnr": 24.0},
@@ -34,18 +35,19 @@ def write_run(
     model: str,
     seed: int,
     metrics: dict,
-    status: str = "ok",
+    status: str = Status.OK,
     image_size: int = 32,
     fid_n: int = 1000,
     epochs: int = 2,
+    env_extra: dict | None = None,
 ) -> None:
     """One run folder as `bench run` writes it. Epoch 1 holds a decoy (worse) value so that
     reading anything but the last evaluation shows up in the tests."""
-    run_id = model.replace(":", "_").replace(",", "_") + f"-seed{seed}"
-    folder = root / run_id
+    rid = run_id(model, seed)
+    folder = root / rid
     folder.mkdir(parents=True)
     config = {
-        "run": run_id,
+        "run": rid,
         "model": model,
         "model_name": model.split(":")[0],
         "model_params": {},
@@ -57,15 +59,22 @@ def write_run(
     env = {
         "packages": {"torch": "2.15.0", "numpy": "2.3.0"},
         "git": {"commit": "abc1234"},
+        "fid_weights": "pt_inception-2015-12-05",
         "fid_weights_sha1": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+        "fid_numerics": "fp32",
+        "device": "cpu",
+        "device_name": "AMD EPYC 9R14",
+        "cpu_name": "AMD EPYC 9R14",
+        "threads": 2,
+        **(env_extra or {}),
     }
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "env.json").write_text(json.dumps(env))
-    (folder / "status.json").write_text(
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / ENV_FILE).write_text(json.dumps(env))
+    (folder / STATUS_FILE).write_text(
         json.dumps(
             {
                 "status": status,
-                "diverged_step": 7 if status == "diverged" else None,
+                "diverged_step": 7 if status == Status.DIVERGED else None,
                 "epoch": epochs,
                 "step": 10 * epochs,
                 "reason": None,
@@ -74,19 +83,19 @@ def write_run(
     )
     rows = ["run,model,seed,epoch,step,metric,value,n"]
     for epoch in range(1, epochs + 1):
-        rows.append(f"{run_id},{model},{seed},{epoch},{10 * epoch},train/loss,{1.0 / epoch},")
+        rows.append(f"{rid},{model},{seed},{epoch},{10 * epoch},train/loss,{1.0 / epoch},")
         for name, value in metrics.items():
             decoy = value * 3 if epoch < epochs else value
             n = fid_n if name == "fid" else 500
-            rows.append(f"{run_id},{model},{seed},{epoch},{10 * epoch},{name},{decoy},{n}")
+            rows.append(f"{rid},{model},{seed},{epoch},{10 * epoch},{name},{decoy},{n}")
     if "fid" in metrics:
         fid = metrics["fid"]
         rows += [
-            f"{run_id},{model},{seed},{epochs},{10 * epochs},final_fid,{fid},{fid_n}",
-            f"{run_id},{model},{seed},,,best_fid,{fid},{fid_n}",
-            f"{run_id},{model},{seed},,,best_fid_epoch,{epochs},",
+            f"{rid},{model},{seed},{epochs},{10 * epochs},final_fid,{fid},{fid_n}",
+            f"{rid},{model},{seed},,,best_fid,{fid},{fid_n}",
+            f"{rid},{model},{seed},,,best_fid_epoch,{epochs},",
         ]
-    (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (folder / METRICS_FILE).write_text("\n".join(rows) + "\n")
 
 
 def write_sweep(root: Path, models: dict, seeds=(0,), **kwargs) -> Path:
@@ -136,9 +145,16 @@ def test_baseline_file_holds_final_values_per_seed(tmp_path):
         "image_size": 32,
         "fid_samples": 1000,
         "fid_split": "train",
-        "fid_weights": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
+        "fid_weights": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",  # the sha1, not the id
+        "fid_numerics": "fp32",
         "fid_exact": False,
         "epochs": 2,
+    }
+    assert gan["machine"] == {
+        "device": "cpu",
+        "device_name": "AMD EPYC 9R14",
+        "cpu_name": "AMD EPYC 9R14",
+        "threads": 2,
     }
     assert doc["commit"] == "abc1234" and doc["packages"]["torch"] == "2.15.0"
     assert doc["created"][:2] == "20"
@@ -162,9 +178,11 @@ def test_fid_fifty_percent_worse_fails_naming_model_and_metric(tmp_path):
     worse = {**GOOD, "gan": {"fid": 60.0}}
     result = check(tmp_path, baseline, worse)
     assert result.exit_code == 1, result.output
-    assert last_line(result).startswith("check: FAILED: gan/fid worse by 50.0% (single runs, ")
+    assert last_line(result).startswith(
+        "check: FAILED: gan/fid worse by 50.0% (single-run baseline, "
+    )
     assert "tolerance 10%)" in last_line(result)
-    assert "worse (single run)" in result.output
+    assert "worse (single-run baseline)" in result.output
     assert "vae:beta=4  fid" in result.output  # unchanged model reported as compared
 
 
@@ -187,7 +205,7 @@ def test_higher_is_better_metric_direction(tmp_path):
     assert result.exit_code == 1 and "ae/psnr worse by 5.0%" in last_line(result)
     higher_psnr = {**GOOD, "ae": {"recon_mse": 0.012, "psnr": 25.2}}
     result = check(tmp_path, baseline, higher_psnr, name="b")
-    assert result.exit_code == 0 and "better (single run)" in result.output
+    assert result.exit_code == 0 and "better (single-run baseline)" in result.output
 
 
 def test_kl_is_two_sided(tmp_path):
@@ -227,11 +245,11 @@ def test_multi_seed_shift_inside_noise_passes_large_shift_fails(tmp_path):
 
 def test_welch_interval_matches_scipy():
     base, now = [40.0, 42.0, 44.0, 41.0], [47.0, 45.5, 52.0]
-    diff, low, high = welch_interval(base, now)
+    diff, low, high = welch_interval(now, base)  # mean(now) - mean(base), as check uses it
     ci = stats.ttest_ind(now, base, equal_var=False).confidence_interval(0.95)
     assert diff == pytest.approx(np.mean(now) - np.mean(base))
     assert (low, high) == pytest.approx((ci.low, ci.high))
-    assert welch_interval([1.0, 1.0], [2.0, 2.0]) == (1.0, 1.0, 1.0)
+    assert welch_interval([2.0, 2.0], [1.0, 1.0]) == (1.0, 1.0, 1.0)
 
 
 def test_compare_metric_verdicts():
@@ -290,7 +308,7 @@ def test_diverged_run_counts_as_worse(tmp_path):
     baseline = make_baseline(tmp_path, {"gan": [{"fid": 40.0}, {"fid": 41.0}]}, seeds=seeds)
     results = tmp_path / "now"
     write_run(results, "gan", 0, {"fid": 40.0})
-    write_run(results, "gan", 1, {"fid": 400.0}, status="diverged")
+    write_run(results, "gan", 1, {"fid": 400.0}, status=Status.DIVERGED)
     result = invoke(check_command, results, "--baseline", baseline)
     assert result.exit_code == 1
     assert "gan/fid diverged in 1 of 2 seeds; baseline 0 of 2" in last_line(result)
@@ -299,7 +317,7 @@ def test_diverged_run_counts_as_worse(tmp_path):
 def test_divergence_as_often_as_in_the_baseline_passes(tmp_path):
     for name in ("base", "now"):  # a GAN seed that diverges on both sides: not a regression
         write_run(tmp_path / name, "gan", 0, {"fid": 40.0})
-        write_run(tmp_path / name, "gan", 1, {"fid": 400.0}, status="diverged")
+        write_run(tmp_path / name, "gan", 1, {"fid": 400.0}, status=Status.DIVERGED)
     out = tmp_path / "ref.json"
     assert invoke(baseline_command, tmp_path / "base", "--out", out).exit_code == 0
     assert json.loads(out.read_text())["models"]["gan"]["diverged_seeds"] == [1]
@@ -314,8 +332,10 @@ def test_markdown_report_written(tmp_path):
     result = check(tmp_path, baseline, {**GOOD, "gan": {"fid": 60.0}}, "--markdown", md)
     assert result.exit_code == 1
     text = md.read_text()
-    assert "| model | metric | baseline | now | change | 95% CI | tolerance | verdict |" in text
-    assert "| gan | fid | 40 (1) | 60 (1) | +50.0% |  | 10% | worse (single run) |" in text
+    assert (
+        "| model | metric | baseline | now | change | 95% interval | tolerance | verdict |" in text
+    )
+    assert "| gan | fid | 40 (1) | 60 (1) | +50.0% |  | 10% | worse (single-run baseline) |" in text
     assert "**check: FAILED: gan/fid worse by 50.0%" in text
 
 
@@ -347,9 +367,12 @@ def test_bad_input_exits_2(tmp_path):
     ]:
         result = invoke(check_command, results, "--baseline", baseline, *args)
         assert result.exit_code == 2 and message in result.output, (args, result.output)
-    (results / "gan-seed0" / "status.json").write_text('{"status": "running"}')
+    (results / "gan-seed0" / STATUS_FILE).write_text('{"status": "running"}')
     result = invoke(check_command, results, "--baseline", baseline)
-    assert result.exit_code == 2 and "status 'running'" in result.output
+    # An unfinished run is not bad input: it is left out with a note, so its model is
+    # reported missing (exit 1) instead of silently passing.
+    assert result.exit_code == 1 and "gan-seed0 (running); not compared" in result.output
+    assert last_line(result) == "check: FAILED: gan missing from results"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert invoke(baseline_command, empty, "--out", tmp_path / "x.json").exit_code == 2
@@ -359,4 +382,125 @@ def test_parse_tolerances():
     tol = parse_tolerances("0.2,fid=5%")
     assert tol["fid"] == pytest.approx(0.05) and tol["recon_mse"] == 0.2
     assert parse_tolerances(None)["kl_nats"] == 0.25
+    defaults = parse_tolerances(None)  # collapse is gated by default, not only FID
+    assert {m: defaults[m] for m in ("recall", "coverage", "diversity")} == dict.fromkeys(
+        ("recall", "coverage", "diversity"), 0.10
+    )
     assert math.isclose(parse_tolerances("recall=0")["recall"], 0.0)
+
+
+def test_prediction_interval_matches_scipy():
+    x = [40.0, 42.0, 44.0, 41.0, 43.0]
+    mean, low, high = prediction_interval(x)
+    s, n = np.std(x, ddof=1), len(x)
+    ref = stats.t.interval(0.95, n - 1, loc=np.mean(x), scale=s * math.sqrt(1 + 1 / n))
+    assert mean == pytest.approx(42.0) and (low, high) == pytest.approx(ref)
+    assert prediction_interval([3.0, 3.0]) == (3.0, 3.0, 3.0)
+
+
+BASE_FIDS = [40.0, 42.0, 44.0, 41.0, 43.0]  # mean 42, sd 1.58: PI 42 ± 2.776·1.58·1.095
+
+
+def test_single_run_against_prediction_interval(tmp_path):
+    seeds = (0, 1, 2, 3, 4)
+    baseline = make_baseline(tmp_path, {"gan": [{"fid": f} for f in BASE_FIDS]}, seeds=seeds)
+    # accepted: 42 ± (2.776 · 1.581 · 1.095 + 10% of 42) = 42 ± 9.01
+    inside = check(tmp_path, baseline, {"gan": {"fid": 50.0}}, "--metrics", "fid", name="a")
+    assert inside.exit_code == 0, inside.output
+    assert "+19.0%  accept [32.99, 51.01]  10%        ok" in inside.output
+    beyond = check(tmp_path, baseline, {"gan": {"fid": 52.0}}, "--metrics", "fid", name="b")
+    assert beyond.exit_code == 1
+    assert last_line(beyond) == (
+        "check: FAILED: gan/fid worse by 23.8% (52 outside [32.99, 51.01]: "
+        "95% prediction interval of 5 baseline seeds ± tolerance 10%)"
+    )
+    good = check(tmp_path, baseline, {"gan": {"fid": 32.0}}, "--metrics", "fid", name="c")
+    assert good.exit_code == 0 and "accept [32.99, 51.01]  10%        better" in good.output
+
+
+def test_single_run_two_sided_metric_fails_outside_on_either_side():
+    base = [30.0, 31.0, 29.0, 30.5, 29.5]  # kl_nats, tolerance 25%: accepted ~[20.3, 39.7]
+    for value, verdict in [(39.0, "ok"), (21.0, "ok"), (41.0, "changed"), (19.0, "changed")]:
+        row = compare_metric("v", "kl_nats", base, 0, [value], 0, 0.25)
+        assert row.verdict == verdict, (value, row.accepted)
+
+
+def test_one_seed_baseline_uses_the_tolerance_alone():
+    row = compare_metric("g", "fid", [40.0], 0, [45.0], 0, 0.10)  # +12.5% > 10%
+    assert (row.verdict, row.note, row.accepted) == ("worse", "single-run baseline", None)
+    assert compare_metric("g", "fid", [40.0], 0, [43.0], 0, 0.10).verdict == "ok"
+
+
+GAN_SEEDS = [
+    {"fid": 40.0 + d, "recall": 0.30 + r, "coverage": 0.50 + c, "diversity": 1.00 + v}
+    for d, r, c, v in [
+        (0.0, 0.00, 0.00, 0.00),
+        (2.0, 0.02, 0.02, 0.02),
+        (-1.0, -0.01, -0.02, -0.01),
+        (1.0, 0.01, 0.01, 0.01),
+        (-2.0, -0.02, -0.01, -0.02),
+    ]
+]
+
+
+def test_gan_collapse_fails_even_when_fid_does_not_move(tmp_path):
+    seeds = (0, 1, 2, 3, 4)
+    baseline = make_baseline(tmp_path, {"gan": GAN_SEEDS}, seeds=seeds)
+    same_fid = {"gan": {"fid": 40.0, "recall": 0.30, "coverage": 0.50, "diversity": 1.0}}
+    assert check(tmp_path, baseline, same_fid, name="a").exit_code == 0
+    for metric, value in [("recall", 0.05), ("coverage", 0.1), ("diversity", 0.4)]:
+        collapsed = {"gan": {**same_fid["gan"], metric: value}}
+        result = check(tmp_path, baseline, collapsed, name=f"collapsed-{metric}")
+        assert result.exit_code == 1, result.output
+        assert last_line(result).startswith(f"check: FAILED: gan/{metric} worse by"), metric
+        fid_row = next(
+            line for line in result.output.splitlines() if line.split()[:2] == ["gan", "fid"]
+        )
+        assert fid_row.endswith(" ok"), fid_row  # FID did not move
+
+
+def test_baseline_warns_below_three_seeds(tmp_path):
+    results = write_sweep(tmp_path / "base", {"gan": [{"fid": 40.0}, {"fid": 41.0}]}, (0, 1))
+    result = invoke(baseline_command, results, "--out", tmp_path / "b.json")
+    assert result.exit_code == 0
+    assert "warning: gan has 2 finished seed(s); with fewer than 3" in result.output
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"fid_weights_sha1": "0" * 40}, "fid_weights differs (baseline 'a16e4d89"),
+        ({"fid_numerics": "bf16"}, "fid_numerics differs (baseline 'fp32', now 'bf16')"),
+    ],
+)
+def test_other_weights_or_numerics_are_refused_unless_forced(tmp_path, env, message):
+    baseline = make_baseline(tmp_path)
+    result = check(tmp_path, baseline, GOOD, env_extra=env, name="a")
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    forced = check(tmp_path, baseline, GOOD, "--force", env_extra=env, name="b")
+    assert forced.exit_code == 0 and "NOT comparable" in forced.output
+
+
+def test_other_cpu_only_warns_and_old_baselines_are_not_verified(tmp_path):
+    baseline = make_baseline(tmp_path)
+    other = {"cpu_name": "Intel Xeon 8480", "device_name": "Intel Xeon 8480"}
+    result = check(tmp_path, baseline, GOOD, env_extra=other, name="a")
+    assert result.exit_code == 0, result.output
+    assert "warning: ae: cpu_name differs (baseline 'AMD EPYC 9R14', now 'Intel Xeon" in (
+        result.output
+    )
+    # A baseline written before provenance was recorded: weights as the id string, no
+    # numerics, no machine. Compared, with what could not be verified said.
+    doc = json.loads(baseline.read_text())
+    for model in doc["models"].values():
+        model["settings"]["fid_weights"] = "pt_inception-2015-12-05"
+        del model["settings"]["fid_numerics"], model["machine"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    result = check(tmp_path, old, GOOD, name="b")
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: not recorded in baseline or results, so not verified: cpu_name, "
+        "device_name, fid_numerics, fid_weights"
+    ) in result.output

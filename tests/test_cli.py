@@ -13,7 +13,7 @@ TINY = [
     "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
     "--set", "backbone.width=16", "--set", "backbone.latent_dim=8",
     "--set", "data.train_limit=128", "--set", "eval.heldout_images=32",
-    "--set", "eval.grid_images=16",
+    "--set", "eval.grid_images=16", "--set", "eval.every=1", "--set", "eval.track_points=0",
 ]  # fmt: skip
 
 
@@ -162,7 +162,7 @@ def test_divergence_stops_run_and_sweep_goes_on(tmp_path):
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["--models", "ae,vqvae"], ["unknown model 'vqvae'", "accepted: ae, gan, vae"]),
+        (["--models", "ae,vqvae"], ["unknown model 'vqvae'", "accepted: ae, dogvae, gan, vae"]),
         (["--models", "vae:gamma=1"], ["unknown key 'gamma'"]),
         (["--dataset", "imagenet"], ["unknown dataset 'imagenet'", "accepted"]),
         (["--set", "train.epochs=many"], ["config.train.epochs", "expected int"]),

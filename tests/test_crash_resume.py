@@ -129,14 +129,14 @@ def test_other_settings_refused_until_overwrite(uninterrupted, tmp_path):
 
 
 class CrashingEvaluator(Evaluator):
-    """Records the evaluation count train_run leaves it at; raises at evaluation `crash_at`."""
+    """Records the evaluation index train_run passes it; raises at evaluation `crash_at`."""
 
     crash_at, seen = 0, None
 
-    def __call__(self, model, final=False):
-        out = super().__call__(model, final)
-        self.seen.append(self.evaluations)
-        if self.evaluations == self.crash_at:
+    def __call__(self, model, final=False, *, index=1):
+        out = super().__call__(model, final, index=index)
+        self.seen.append(index)
+        if index == self.crash_at:
             raise RuntimeError("simulated crash before this epoch's checkpoint")
         return out
 
@@ -156,6 +156,7 @@ def test_resumed_run_continues_its_evaluation_count(tmp_path):
             "backbone.latent_dim": 8,
             "eval.fid_samples": 0,
             "eval.extras_every": 2,
+            "eval.every": 1,
             "eval.heldout_images": 16,
             "eval.grid_images": 16,
         },  # fmt: skip

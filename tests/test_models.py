@@ -7,6 +7,7 @@ import torch
 import models
 from bench.core.errors import BenchError
 from bench.harness import speed
+from models.gan import GAN
 from models.registry import ModelSpec, build_model, parse_model_spec, register_model
 from models.vae import VAE, gaussian_nll_nats, kl_standard_normal_nats
 
@@ -23,10 +24,11 @@ def batch(size: int = 32, n: int = 16) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
-@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("size", [32, 64, 128])
 @pytest.mark.parametrize("name", ["ae", "vae", "gan"])
 def test_output_shapes(name, size):
-    model = tiny(name, size)
+    # 128 px is one more doubling stage (16x the 4x4 map's channels): width 4 keeps it cheap.
+    model = tiny(name, size, **({"width": 4} if size == 128 else {}))
     x = batch(size, 4)
     samples = model.sample(3)
     assert samples.shape == (3, 3, size, size)
@@ -39,6 +41,27 @@ def test_output_shapes(name, size):
         assert model.encode(x).shape == (4, TINY["latent_dim"])
     terms = model.train_step(x, 0.0)
     assert all(math.isfinite(float(v)) for v in terms.values())
+
+
+def test_128px_is_one_more_doubling_stage_and_bad_sizes_name_the_accepted_ones():
+    from models.backbone import SUPPORTED_SIZES, EncoderTrunk, Generator
+
+    trunk = EncoderTrunk(4, 128)
+    assert trunk(torch.zeros(2, 3, 128, 128)).shape == (2, 4 * 2**4, 4, 4)  # 5 stages
+    assert Generator(8, 4, 128)(torch.zeros(2, 8)).shape == (2, 3, 128, 128)
+    accepted = ", ".join(map(str, SUPPORTED_SIZES))
+    with pytest.raises(ValueError, match=f"accepted: {accepted}$"):
+        EncoderTrunk(4, 48)
+
+
+def test_loss_bound_grows_with_the_pixel_count():
+    """A VAE's nats are sums over pixels: a healthy 128 px VAE starts at ~2e4 > 1e4."""
+    from bench.core.config import DataConfig, SweepConfig
+    from bench.harness.train import _loss_bound
+
+    for size, factor in ((32, 1), (64, 4), (128, 16)):
+        cfg = SweepConfig(data=DataConfig(image_size=size))
+        assert _loss_bound(cfg) == pytest.approx(cfg.train.loss_bound * factor)
 
 
 def test_backbone_is_shared():
@@ -209,7 +232,7 @@ def test_beta_and_kl_warmup():
 def test_registry_validates():
     assert set(models.MODELS) >= {"ae", "vae", "gan"}
     assert parse_model_spec("vae:beta=4").label == "vae:beta=4"
-    with pytest.raises(BenchError, match="unknown model 'vqvae'; accepted: ae, gan, vae"):
+    with pytest.raises(BenchError, match="unknown model 'vqvae'; accepted: ae, dogvae, gan, vae"):
         parse_model_spec("vqvae")
     with pytest.raises(BenchError, match="unknown key 'gamma'"):
         parse_model_spec("vae:gamma=2")
@@ -221,6 +244,30 @@ def test_registry_validates():
         register_model("vae", VAE)
     with pytest.raises(TypeError):
         register_model("mlp", torch.nn.Linear)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "gan"])
+def test_declared_capabilities_match_what_the_model_does(name):
+    """Callers trust has_encoder / has_posterior instead of probing the model."""
+    model, x = tiny(name), batch()
+    assert model.has_encoder == (name != "gan") and model.has_posterior == (name == "vae")
+    assert (model.encode(x) is not None) == model.has_encoder
+    assert (model.reconstruct(x) is not None) == model.has_encoder
+    if model.has_posterior:
+        mu, logvar = model.posterior(x)
+        assert mu.shape == logvar.shape == (len(x), TINY["latent_dim"])
+    else:
+        with pytest.raises(NotImplementedError):
+            model.posterior(x)
+
+
+def test_registry_refuses_a_capability_without_its_method():
+    class Claims(GAN):
+        has_encoder = True  # but no encode()
+
+    with pytest.raises(TypeError, match="declares has_encoder but does not define encode"):
+        register_model("claims", Claims)
+    assert "claims" not in models.MODELS
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")

@@ -167,9 +167,11 @@ def pixel_features(monkeypatch, tmp_path):
 def test_final_evaluation_adds_per_sampler_and_interpolation_metrics(pixel_features):
     evaluator = _evaluator(["prior", "gaussian", "gmm", "trunc0.5"], train_images=True)
     vae = tiny_model("vae")
-    assert not any("@" in m.metric for m in evaluator(vae, final=False))
+    during = evaluator(vae, final=False)
+    assert not any("@" in m.metric for m in during.metrics) and during.pictures == {}
     pixel_features.clear()
-    values = {m.metric: m for m in evaluator(vae, final=True)}
+    final = evaluator(vae, final=True)
+    values = {m.metric: m for m in final.metrics}
     assert pixel_features == [20, 20, 20]  # prior, gaussian, gmm: one feature pass each
     for metric in ("fid", "fid@gaussian", "fid@gmm", "precision@gmm", "sharpness@gaussian"):
         assert math.isfinite(values[metric].value) and values[metric].n == 20
@@ -177,15 +179,34 @@ def test_final_evaluation_adds_per_sampler_and_interpolation_metrics(pixel_featu
     assert values["fid@gmm"].value != values["fid"].value
     assert values["interp_cv"].n == 8 and values["interp_cv"].value >= 0
     assert values["interp_length"].value > 0
-    gan = {m.metric for m in evaluator(tiny_model("gan"), final=True)}
+    assert set(final.pictures) == {"samples@gaussian", "samples@gmm", "interpolation"}
+    images, nrow = final.pictures["interpolation"]
+    assert nrow == 10 and images.shape[0] == 4 * nrow  # 4 strips of 10 frames
+    assert final.pictures["samples@gmm"][0].shape[0] == 20  # grid_images (64) capped by N
+    gan = {m.metric for m in evaluator(tiny_model("gan"), final=True).metrics}
     assert {"fid@trunc0.5", "precision@trunc0.5", "interp_cv"} <= gan
     assert not any(m.endswith(("@gmm", "@gaussian")) for m in gan)
 
 
 def test_fitted_samplers_skipped_without_training_images(pixel_features):
     evaluator = _evaluator(["prior", "gaussian", "gmm"], train_images=False)
-    values = {m.metric for m in evaluator(tiny_model("ae"), final=True)}
+    values = {m.metric for m in evaluator(tiny_model("ae"), final=True).metrics}
     assert "fid" in values and "interp_cv" in values and not any("@" in m for m in values)
+
+
+def test_extras_follow_the_index_the_caller_passes(pixel_features):
+    """The evaluator keeps no count of its own: eval.extras_every applies to ``index``, so
+    one evaluator serves many runs (and a resumed run) without carrying a count between them."""
+    evaluator = _evaluator(["prior"], train_images=False)
+    evaluator.cfg.extras_every = 2
+    model = tiny_model("ae")
+
+    def names(index):
+        return {m.metric for m in evaluator(model, index=index).metrics}
+
+    assert "precision" not in names(1) and "precision" in names(2)
+    assert "precision" not in names(3) and "precision" not in names(1)  # no hidden state
+    assert "precision" in {m.metric for m in evaluator(model, final=True, index=1).metrics}
 
 
 def test_unknown_sampler_in_config_fails_at_construction():

@@ -1,21 +1,38 @@
 """`bench baseline` and `bench check`: a regression gate for people who change model code.
 
 `bench baseline RESULTS --out baselines/NAME.json` stores, per model label and metric, the
-final value of every seed, plus the settings that make two sweeps comparable (dataset, image
-size, FID sample count, FID weights, epochs), package versions, commit and date.
+final value of every seed (the baseline is a distribution: record >= 3 seeds; it says so
+when a model has fewer), plus the settings that make two sweeps comparable (dataset, image
+size, FID sample count, FID weights' sha1, feature numerics, epochs), the machine (device,
+CPU/GPU model, threads), package versions, commit and date. Never the cost/* rows: timings
+measure the machine, not the model code.
 
 `bench check RESULTS --baseline NAME.json` compares a finished sweep with it, model by model
-and metric by metric. Exit status: 0 passed, 1 a metric got worse beyond its tolerance (or a
-model / metric went missing, or runs diverged more often), 2 bad input or settings that make
-the comparison meaningless (unless --force).
+and metric by metric. RESULTS is read by bench.results.table like `bench report` reads it (a
+sweep folder or a parent of sweeps); unfinished runs are left out with a note, so a model
+with no finished run is "missing". Exit status: 0 passed, 1 a metric got worse beyond its
+tolerance (or a model / metric went missing, or runs diverged more often), 2 bad input or
+settings that make the comparison meaningless (unless --force; another CPU/GPU model only
+warns).
+
+How a metric is compared depends on the seeds on each side:
+  baseline >= 2 seeds, one new run: the new value against the 95% prediction interval for
+      one new run of the baseline seeds (mean ± t·s·√(1 + 1/n)), widened on each side by
+      tolerance × |baseline mean|; the table shows that range as "accept [lo, hi]".
+  >= 2 seeds on both sides: the 95% Welch interval of the relative change of the means
+      against ±tolerance; the table shows it as "[a%, b%]".
+  baseline of one seed: no noise model at all, so the point change against the tolerance
+      alone (note "single-run baseline"). Decided: this fails beyond the tolerance rather
+      than saying "unclear", so an old one-seed baseline keeps gating (strictly, with more
+      false fails); `bench baseline` warns when it writes one.
 
 Verdicts (`change` is relative to the baseline mean, signed: + means the number went up):
-  worse / better  the whole 95% confidence interval of the change lies beyond the tolerance
-                  in the bad / good direction (one seed on a side: the point change does;
-                  the verdict then says "single run")
-  changed         two-sided metrics (kl_nats) only: beyond the tolerance in either direction
-  unclear         the point change is beyond the tolerance but the interval reaches back
-                  inside it: too few seeds / too much seed noise to tell. Does not fail.
+  worse / better  beyond the interval / tolerance in the bad / good direction
+  changed         two-sided metrics (kl_nats) only: beyond it in either direction
+  unclear         several seeds on both sides, the point change beyond the tolerance but the
+                  interval reaches back inside it: too few seeds / too much seed noise to
+                  tell. Does not fail. (A single new run is never "unclear": the prediction
+                  interval already holds the seed noise.)
   ok              within tolerance
   diverged        a larger fraction of seeds diverged (or gave NaN/inf) than in the baseline
   missing         in the baseline, not in the results
@@ -25,7 +42,6 @@ Fails the check: worse, changed, diverged, missing.
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import math
@@ -34,162 +50,106 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 
-from bench.analysis.stats import welch_interval as shared_welch_interval
+from bench.analysis.markdown import md_table
+from bench.analysis.stats import CONFIDENCE, prediction_interval, welch_interval
 from bench.core.errors import BenchError
-from bench.core.io import read_json, write_json, write_text
+from bench.core.io import write_json, write_text
+from bench.metrics import registry
+from bench.results import table as rt
+from bench.results.layout import (
+    CONFIG_FILE,
+    COST_PREFIX,
+    ENV_FILE,
+    FINAL_FID,
+    FINISHED,
+    TRAIN_PREFIX,
+    Status,
+)
 
-LOWER, HIGHER, TWO_SIDED = "lower is better", "higher is better", "two-sided"
+# Verdict semantics per registered direction; kl_nats is two-sided: a shift beyond tolerance
+# either way fails as "changed" (drop it with --metrics if that is intended).
+LOWER, HIGHER, TWO_SIDED = registry.LOWER, registry.HIGHER, registry.TWO_SIDED
 
-# Which way is better, per metric. kl_nats (VAE KL(q(z|x) || p(z)) in nats) has no better
-# direction: lower can mean posterior collapse, higher a worse prior match / less
-# regularisation. A shift beyond tolerance either way means the model behaves differently,
-# so it is flagged "changed" and fails the gate (drop it with --metrics if that is intended).
-DIRECTION: dict[str, str] = {
-    "fid": LOWER,
-    "final_fid": LOWER,
-    "best_fid": LOWER,
-    "kid_mean": LOWER,
-    "recon_mse": LOWER,
-    "psnr": HIGHER,
-    "ssim": HIGHER,
-    "precision": HIGHER,
-    "recall": HIGHER,
-    "density": HIGHER,
-    "coverage": HIGHER,
-    "kl_nats": TWO_SIDED,
-}
-
-# Default relative tolerances (0.10 = 10% worse allowed). A policy, not a formula: set to
-# roughly the seed-to-seed spread these metrics show in small sweeps, so the gate catches
-# real regressions rather than noise. psnr is in dB, so 1% (~0.25 dB at 25 dB) is already
-# a ~6% change of recon_mse. KID from few samples is noisy, hence 20%.
-DEFAULT_TOLERANCE: dict[str, float] = {
-    "fid": 0.10,
-    "final_fid": 0.10,
-    "best_fid": 0.10,
-    "kid_mean": 0.20,
-    "recon_mse": 0.05,
-    "psnr": 0.01,
-    "ssim": 0.02,
-    "precision": 0.10,
-    "recall": 0.10,
-    "density": 0.10,
-    "coverage": 0.10,
-    "kl_nats": 0.25,
-}
-
-CONFIDENCE = 0.95
 FAILING = ("worse", "changed", "diverged", "missing")
 COMPARED = ("ok", "better", "unclear", "worse", "changed", "diverged")
 
 # A mismatch in these makes numbers incomparable: error (exit 2) unless --force.
-BLOCKING_SETTINGS = ("dataset", "image_size", "fid_samples", "fid_split", "fid_weights")
+BLOCKING_SETTINGS = (
+    "dataset",
+    "image_size",
+    "fid_samples",
+    "fid_split",
+    "fid_weights",
+    "fid_numerics",
+)
 # A mismatch in these is reported but allowed (e.g. a shorter CI budget on both sides).
 ADVISORY_SETTINGS = ("epochs", "fid_exact")
+# The machine: another CPU/GPU model shifts numbers slightly (kernels, rounding), so a
+# mismatch is a warning, not a refusal. Stored per model as "machine", not "settings":
+# runs of one sweep may legitimately differ here (workers on several hosts).
+MACHINE_KEYS = ("device", "device_name", "cpu_name", "threads")
+WARN_MACHINE = ("device_name", "cpu_name")
 # env.json / config eval keys that may hold the FID Inception weights' identity.
 FID_WEIGHTS_KEYS = ("fid_weights_sha1", "fid_weights", "fid_weights_id", "inception_sha1")
 COMMIT_KEYS = ("git_commit", "commit", "git_sha")
 BASELINE_FORMAT = "dogbench-baseline"
+# t_{0.975, n-1} is 12.7 at n=2 and 4.3 at n=3: below 3 seeds the interval is barely a gate.
+MIN_BASELINE_SEEDS = 3
 
 
 # ---------------------------------------------------------------------------- reading runs
 
 
 @dataclass
-class Run:
-    run_id: str
-    model: str
+class RunValues:
+    """One finished run as the gate sees it (read by bench.results.table, like the report)."""
+
+    run: str  # folder, relative to the results folder
+    label: str  # model label (table's label: data settings / folder added where they differ)
     seed: int
-    status: str  # "ok" | "diverged"
+    status: str  # Status.OK or Status.DIVERGED: unfinished runs never get here
     config: dict
     env: dict
-    final: dict[str, float]  # metric -> value at the run's last evaluation
+    final: dict[str, float]  # compared metric -> final value (rt.final_values)
     final_n: dict[str, int | None]  # metric -> samples behind that value
 
 
-def _is_compared_metric(name: str) -> bool:
-    """Eval and summary metrics; not per-epoch train losses nor bookkeeping like best_fid_epoch."""
-    return not name.startswith("train/") and not name.endswith(("_epoch", "_step"))
-
-
-def _int_or(text: str | None, default):
-    return int(float(text)) if text not in (None, "") else default
-
-
-def read_final_metrics(path: Path) -> tuple[dict[str, float], dict[str, int | None]]:
-    """Last value of each eval metric in a metrics.csv (largest epoch, then step, then row).
-
-    Summary rows (final_fid, best_fid) may have no epoch: they sort after everything.
-    """
-    last: dict[str, tuple[tuple, float, int | None]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"metric", "value", "epoch"} - set(reader.fieldnames or [])
-        if missing:
-            raise BenchError(
-                f"{path}: no column {sorted(missing)[0]!r}; expected run, model, "
-                "seed, epoch, step, metric, value, n"
-            )
-        for line, row in enumerate(reader, start=2):
-            name = row["metric"]
-            if not _is_compared_metric(name):
-                continue
-            try:
-                key = (_int_or(row["epoch"], math.inf), _int_or(row.get("step"), math.inf), line)
-                value, n = float(row["value"]), _int_or(row.get("n"), None)
-            except (TypeError, ValueError):
-                raise BenchError(f"{path} line {line}: unreadable number in {row}") from None
-            if name not in last or key >= last[name][0]:
-                last[name] = (key, value, n)
-    return {k: v[1] for k, v in last.items()}, {k: v[2] for k, v in last.items()}
-
-
-def _read_json_or_fail(path: Path) -> dict:
-    try:
-        obj = read_json(path)
-    except (OSError, ValueError) as e:
-        raise BenchError(f"{path}: cannot read JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise BenchError(f"{path}: expected a JSON object")
-    return obj
-
-
-def load_run(folder: Path) -> Run:
-    config = _read_json_or_fail(folder / "config.json")
-    if "model" not in config or not isinstance(config.get("seed"), int):
-        raise BenchError(f"{folder / 'config.json'}: needs 'model' and an integer 'seed'")
-    if not (folder / "status.json").is_file():
-        raise BenchError(f"run {folder.name}: no status.json; is this a `bench run` output?")
-    status = _read_json_or_fail(folder / "status.json").get("status")
-    if status not in ("ok", "diverged"):
-        raise BenchError(
-            f"run {folder.name} has status {status!r}: check needs finished runs "
-            "(ok or diverged); wait for the sweep or rerun the crashed run"
-        )
-    env = _read_json_or_fail(folder / "env.json") if (folder / "env.json").is_file() else {}
-    final, final_n = {}, {}
-    if (folder / "metrics.csv").is_file():
-        final, final_n = read_final_metrics(folder / "metrics.csv")
-    elif status == "ok":
-        raise BenchError(f"run {folder.name}: status ok but no metrics.csv")
-    return Run(
-        folder.name, str(config["model"]), int(config["seed"]), status, config, env, final, final_n
+def is_compared_metric(name: str) -> bool:
+    """Eval and summary metrics; not train losses, not bookkeeping like best_fid_epoch, and
+    never cost/*: timings depend on the machine, not on the model code."""
+    return not name.startswith((TRAIN_PREFIX, COST_PREFIX)) and not name.endswith(
+        ("_epoch", "_step")
     )
 
 
-def load_runs(results: Path) -> list[Run]:
-    """Every run folder (one with a config.json) directly under a `bench run` output folder."""
-    results = Path(results)
-    if not results.is_dir():
-        raise BenchError(f"results folder {str(results)!r} not found")
-    runs = [load_run(d) for d in sorted(results.iterdir()) if (d / "config.json").is_file()]
-    if not runs:
-        raise BenchError(
-            f"no runs in {str(results)!r}: expected the --out folder of `bench run` "
-            "(one sub-folder per run with config.json)"
-        )
-    return runs
+def _count(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def finished_runs(runs_df: pd.DataFrame, metrics_df: pd.DataFrame) -> list[RunValues]:
+    """The finished runs of a results folder with their compared final values."""
+    finals, counts = rt.final_values(metrics_df), rt.final_counts(metrics_df)
+    out = []
+    for r in runs_df[runs_df["status"].isin(FINISHED)].itertuples():
+        config = rt.read_run_json(Path(r.path), CONFIG_FILE)
+        if "model" not in config or not isinstance(config.get("seed"), int):
+            raise BenchError(f"{Path(r.path) / CONFIG_FILE}: needs 'model' and an integer 'seed'")
+        final = {k: v for k, v in finals.get(r.run, {}).items() if is_compared_metric(k)}
+        n = counts.loc[r.run] if r.run in counts.index else {}
+        final_n = {k: _count(n.get(k)) for k in final}
+        env = rt.read_run_json(Path(r.path), ENV_FILE)
+        out.append(RunValues(r.run, r.label, int(r.seed), r.status, config, env, final, final_n))
+    return out
+
+
+def load_results(results: Path) -> tuple[list[RunValues], str | None]:
+    """(finished runs, note naming the unfinished ones or None) of a results folder: a sweep
+    folder or a parent of sweeps, found and read as `bench report` finds and reads them."""
+    runs_df, metrics_df = rt.load_runs(results)
+    note = rt.unfinished_note(runs_df)
+    return finished_runs(runs_df, metrics_df), (f"note: {note}; not compared" if note else None)
 
 
 # ----------------------------------------------------------------------- baseline contents
@@ -200,22 +160,8 @@ def _round(value: float) -> float | None:
     return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
-def _find_key(obj, names: tuple[str, ...]):
-    """First value under one of ``names`` in a nested dict (layouts of env.json vary)."""
-    if not isinstance(obj, dict):
-        return None
-    for name in names:
-        if obj.get(name) not in (None, ""):
-            return obj[name]
-    for value in obj.values():
-        found = _find_key(value, names)
-        if found is not None:
-            return found
-    return None
-
-
-def _weights_id(run: Run):
-    found = _find_key(run.env, FID_WEIGHTS_KEYS) or _find_key(
+def _weights_id(run: RunValues):
+    found = rt.find_key(run.env, FID_WEIGHTS_KEYS) or rt.find_key(
         run.config.get("eval"), FID_WEIGHTS_KEYS
     )
     if isinstance(found, dict):  # e.g. {"path": ..., "sha1": ...}: the hash identifies them
@@ -223,40 +169,50 @@ def _weights_id(run: Run):
     return found
 
 
-def run_settings(run: Run) -> dict:
+def run_settings(run: RunValues) -> dict:
     """The settings that must match for two runs' metrics to be comparable."""
     data, train, ev = (run.config.get(k) or {} for k in ("data", "train", "eval"))
-    fid_n = next((run.final_n[m] for m in ("fid", "final_fid") if run.final_n.get(m)), None)
+    fid_n = next((run.final_n[m] for m in ("fid", FINAL_FID) if run.final_n.get(m)), None)
     return {
         "dataset": data.get("dataset"),
         "image_size": data.get("image_size"),
         "fid_samples": fid_n if fid_n is not None else ev.get("fid_samples"),
         "fid_split": ev.get("fid_split"),
         "fid_weights": _weights_id(run),
+        "fid_numerics": rt.run_provenance(run.env)["fid_numerics"],
         "fid_exact": ev.get("fid_exact"),
         "epochs": train.get("epochs"),
     }
 
 
-def _model_settings(label: str, runs: list[Run]) -> dict:
-    usable = [r for r in runs if r.status == "ok"] or runs
+def _model_settings(label: str, runs: list[RunValues]) -> dict:
+    usable = [r for r in runs if r.status == Status.OK] or runs
     settings: dict = {}
     for r in usable:
         for key, value in run_settings(r).items():
             if key in settings and settings[key] != value:
                 raise BenchError(
                     f"runs of {label} disagree on {key}: {settings[key]!r} vs "
-                    f"{value!r} ({r.run_id}); one sweep must share its settings"
+                    f"{value!r} ({r.run}); one sweep must share its settings"
                 )
             settings[key] = value
     return settings
 
 
+def _machine(runs: list[RunValues]) -> dict:
+    """MACHINE_KEYS over a model's runs: the value, or a sorted list when runs differ."""
+    out = {}
+    for key in MACHINE_KEYS:
+        values = {rt.run_provenance(r.env)[key] for r in runs} - {None}
+        out[key] = values.pop() if len(values) == 1 else (sorted(map(str, values)) or None)
+    return out
+
+
 def _commit(env: dict) -> str | None:
-    commit = _find_key(env, COMMIT_KEYS)
+    commit = rt.find_key(env, COMMIT_KEYS)
     if commit is None:
         return None
-    return f"{commit}+dirty" if _find_key(env, ("dirty", "git_dirty")) is True else str(commit)
+    return f"{commit}+dirty" if rt.find_key(env, ("dirty", "git_dirty")) is True else str(commit)
 
 
 def _packages(env: dict) -> dict:
@@ -266,23 +222,24 @@ def _packages(env: dict) -> dict:
     return {}
 
 
-def make_baseline(runs: list[Run], created: str | None = None) -> dict:
+def make_baseline(runs: list[RunValues], created: str | None = None) -> dict:
     """The baseline document: per model, settings and final value of each metric per seed."""
     models: dict[str, dict] = {}
-    for label in sorted({r.model for r in runs}):
-        group = sorted((r for r in runs if r.model == label), key=lambda r: r.seed)
+    for label in sorted({r.label for r in runs}):
+        group = sorted((r for r in runs if r.label == label), key=lambda r: r.seed)
         seeds = [r.seed for r in group]
         if len(set(seeds)) != len(seeds):
             raise BenchError(f"model {label} has two runs with the same seed in one results folder")
         metrics: dict[str, dict] = {}
         for r in group:
-            if r.status == "ok":  # a diverged run's numbers are not a model's quality
+            if r.status == Status.OK:  # a diverged run's numbers are not a model's quality
                 for name, value in r.final.items():
                     metrics.setdefault(name, {})[str(r.seed)] = _round(value)
         models[label] = {
             "seeds": seeds,
-            "diverged_seeds": [r.seed for r in group if r.status == "diverged"],
+            "diverged_seeds": [r.seed for r in group if r.status == Status.DIVERGED],
             "settings": _model_settings(label, group),
+            "machine": _machine(group),
             "metrics": metrics,
         }
     commits = sorted({c for c in (_commit(r.env) for r in runs) if c})
@@ -326,6 +283,7 @@ def read_baseline(path: str | Path) -> dict:
             and isinstance(m.get("settings"), dict)
             and isinstance(m.get("seeds"), list)
             and isinstance(m.get("diverged_seeds"), list)
+            and isinstance(m.get("machine", {}), dict)  # absent in older baselines
             and all(
                 isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values())
                 for v in m["metrics"].values()
@@ -334,17 +292,12 @@ def read_baseline(path: str | Path) -> dict:
         if not ok:
             raise BenchError(
                 f"baseline {str(path)!r}: model {label!r} is malformed "
-                f"(needs seeds, diverged_seeds, settings, metrics); {hint}"
+                f"(needs seeds, diverged_seeds, settings, metrics; machine a mapping); {hint}"
             )
     return doc
 
 
 # ------------------------------------------------------------------------------ statistics
-
-
-def welch_interval(base: list[float], now: list[float], confidence: float = CONFIDENCE):
-    """(difference, low, high): interval of mean(now) - mean(base) (bench.analysis.stats)."""
-    return shared_welch_interval(now, base, confidence)
 
 
 def _relative(delta: float, scale: float) -> float:
@@ -362,6 +315,7 @@ class Comparison:
     now: list[float]
     change: float | None = None  # relative change of the mean, + = went up
     interval: tuple[float, float] | None = None  # 95% CI of the relative change
+    accepted: tuple[float, float] | None = None  # values one new run may take (_predicted)
     tolerance: float | None = None
     note: str = ""
 
@@ -416,19 +370,38 @@ def compare_metric(
         row.note = "no finite baseline values" if now_ok else "diverged on both sides"
         return row
     scale = float(np.mean(base_ok))
-    if min(len(base_ok), len(now_ok)) < 2:  # no spread on one side: point values only
+    if len(base_ok) < 2:  # no spread in the baseline: the tolerance alone decides
         point = _relative(float(np.mean(now_ok)) - scale, scale)
-        row.change, row.note = point, "single run"
-        row.verdict = _verdict(DIRECTION[metric], point, point, point, tolerance)
+        row.change, row.note = point, "single-run baseline"
+        row.verdict = _verdict(registry.direction(metric), point, point, point, tolerance)
         return row
-    diff, low, high = welch_interval(base_ok, now_ok)
+    if len(now_ok) < 2:
+        return _predicted(row, registry.direction(metric), now_ok[0], tolerance)
+    diff, low, high = welch_interval(now_ok, base_ok, CONFIDENCE)  # mean(now) - mean(base)
     # The baseline mean is taken as a fixed scale for the relative interval; its own
     # uncertainty is already inside the interval of the difference.
     row.change = _relative(diff, scale)
     row.interval = (_relative(low, scale), _relative(high, scale))
-    row.verdict = _verdict(DIRECTION[metric], row.change, *row.interval, tolerance)
+    row.verdict = _verdict(registry.direction(metric), row.change, *row.interval, tolerance)
     if row.verdict == "unclear":
         row.note = "too few seeds / too noisy to tell"
+    return row
+
+
+def _predicted(row: Comparison, direction: str, value: float, tolerance: float) -> Comparison:
+    """One new run against the baseline seeds: inside the 95% prediction interval for one
+    new run (stats.prediction_interval), widened by tolerance x |baseline mean| on each
+    side, is "ok"; beyond it on the bad side "worse" (either side "changed" when two-sided)."""
+    mean, low, high = prediction_interval(row.base, CONFIDENCE)
+    widen = tolerance * abs(mean)
+    row.accepted = (low - widen, high + widen)
+    row.change = _relative(value - mean, mean)
+    above, below = value > row.accepted[1], value < row.accepted[0]
+    if direction == TWO_SIDED:
+        row.verdict = "changed" if above or below else "ok"
+    else:
+        bad, good = (above, below) if direction == LOWER else (below, above)
+        row.verdict = "worse" if bad else "better" if good else "ok"
     return row
 
 
@@ -436,20 +409,21 @@ def compare_metric(
 
 
 def _metric_order(names) -> list[str]:
-    known = [m for m in DIRECTION if m in names]
-    return known + sorted(m for m in names if m not in DIRECTION)
+    known = [m for m in registry.gated_outputs() if m in names]
+    return known + sorted(m for m in names if m not in known)
 
 
 def parse_metrics(text: str | None, baseline: dict) -> list[str]:
-    """--metrics fid,recon_mse -> those names; default: every baseline metric with a direction."""
+    """--metrics fid,recon_mse -> those names; default: every baseline metric the registry gates."""
     in_baseline = {m for model in baseline["models"].values() for m in model["metrics"]}
     if not text:
-        return [m for m in _metric_order(in_baseline) if m in DIRECTION]
+        return [m for m in registry.gated_outputs() if m in in_baseline]
     names = [m.strip() for m in text.split(",") if m.strip()]
     for name in names:
-        if name not in DIRECTION:
+        if registry.direction(name) == registry.NONE:
             raise BenchError(
-                f"--metrics: no direction known for {name!r}; accepted: {', '.join(DIRECTION)}"
+                f"--metrics: no direction known for {name!r}; "
+                f"accepted: {', '.join(registry.directed_outputs())}"
             )
         if name not in in_baseline:
             raise BenchError(
@@ -470,46 +444,71 @@ def _parse_fraction(text: str, where: str) -> float:
     return value
 
 
-def parse_tolerances(text: str | None) -> dict[str, float]:
-    """'0.1' sets every metric; 'fid=0.1,recon_mse=5%' overrides some; unset keep defaults."""
-    tolerances = dict(DEFAULT_TOLERANCE)
+def parse_tolerances(text: str | None, metrics: list[str] = ()) -> dict[str, float]:
+    """'0.1' sets every metric; 'fid=0.1,recon_mse=5%' overrides some; unset keep the
+    registry's defaults. ``metrics``: names compared besides the gated ones (--metrics)."""
+    names = list(dict.fromkeys([*registry.gated_outputs(), *metrics]))
+    tolerances = {m: registry.tolerance(m) for m in names}
     parts = [p for p in (text or "").split(",") if p.strip()]
     for part in (p for p in parts if "=" not in p):
-        tolerances = dict.fromkeys(tolerances, _parse_fraction(part, "--tolerance"))
+        tolerances = dict.fromkeys(names, _parse_fraction(part, "--tolerance"))
     for part in (p for p in parts if "=" in p):
         name, value = (s.strip() for s in part.split("=", 1))
-        if name not in DIRECTION:
+        if registry.direction(name) == registry.NONE:
             raise BenchError(
-                f"--tolerance: unknown metric {name!r}; accepted: {', '.join(DIRECTION)}"
+                f"--tolerance: unknown metric {name!r}; "
+                f"accepted: {', '.join(registry.directed_outputs())}"
             )
         tolerances[name] = _parse_fraction(value, f"--tolerance {name}")
+    unset = [m for m, t in tolerances.items() if t is None]
+    if unset:
+        raise BenchError(f"--tolerance: {unset[0]} has no default; set one, e.g. {unset[0]}=10%")
     return tolerances
+
+
+def _is_sha1(value) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _comparable(key: str, a, b) -> bool:
+    """Both recorded, and of one kind: older runs recorded the weights' id string, not their
+    sha1, and an id cannot be checked against a hash (reported as not verified instead)."""
+    if a is None or b is None:
+        return False
+    return key != "fid_weights" or _is_sha1(a) == _is_sha1(b)
+
+
+def _machine_warnings(label: str, old: dict, new: dict) -> list[str]:
+    out = []
+    for key in WARN_MACHINE:
+        a, b = old.get(key), new.get(key)
+        if a is not None and b is not None and a != b:
+            out.append(f"{label}: {key} differs (baseline {a!r}, now {b!r}); small shifts possible")
+    return out
 
 
 def check_settings(baseline: dict, current: dict, force: bool = False) -> list[str]:
     """Warnings for differing settings; BenchError when a blocking one differs and not force."""
-    blocking, warnings = [], []
+    blocking, warnings, unknown = [], [], set()
     for label in sorted(set(baseline["models"]) & set(current["models"])):
-        old = baseline["models"][label]["settings"]
-        new = current["models"][label]["settings"]
+        old_model, new_model = baseline["models"][label], current["models"][label]
+        old, new = old_model["settings"], new_model["settings"]
         for key in BLOCKING_SETTINGS + ADVISORY_SETTINGS:
             a, b = old.get(key), new.get(key)
-            if a is None or b is None or a == b:
+            if not _comparable(key, a, b):
+                unknown |= {key} if key in BLOCKING_SETTINGS else set()
                 continue
-            text = f"{label}: {key} differs (baseline {a!r}, now {b!r})"
-            (blocking if key in BLOCKING_SETTINGS else warnings).append(text)
-    unknown = sorted(
-        {
-            key
-            for label in set(baseline["models"]) & set(current["models"])
-            for key in BLOCKING_SETTINGS
-            for side in (baseline, current)
-            if side["models"][label]["settings"].get(key) is None
-        }
-    )
+            if a != b:
+                text = f"{label}: {key} differs (baseline {a!r}, now {b!r})"
+                (blocking if key in BLOCKING_SETTINGS else warnings).append(text)
+        old_machine, new_machine = old_model.get("machine") or {}, new_model.get("machine") or {}
+        warnings += _machine_warnings(label, old_machine, new_machine)
+        unknown |= {k for k in WARN_MACHINE if None in (old_machine.get(k), new_machine.get(k))}
     if unknown:
         warnings.append(
-            f"not recorded in baseline or results, so not verified: {', '.join(unknown)}"
+            f"not recorded in baseline or results, so not verified: {', '.join(sorted(unknown))}"
         )
     if blocking and not force:
         more = f" (+{len(blocking) - 1} more)" if len(blocking) > 1 else ""
@@ -552,7 +551,10 @@ def compare(
 
 # ------------------------------------------------------------------------------- reporting
 
-HEADER = ("model", "metric", "baseline", "now", "change", "95% CI", "tolerance", "verdict")
+# "95% interval": [a%, b%] is the Welch interval of the relative change (several seeds on
+# both sides); "accept [lo, hi]" the values a single new run may take (prediction interval
+# of the baseline seeds widened by the tolerance).
+HEADER = ("model", "metric", "baseline", "now", "change", "95% interval", "tolerance", "verdict")
 
 
 def _describe(values: list[float]) -> str:
@@ -568,15 +570,22 @@ def _percent(x: float) -> str:
     return f"{x * 100:+.1f}%"
 
 
+def _interval_cell(row: Comparison) -> str:
+    if row.interval:
+        return f"[{_percent(row.interval[0])}, {_percent(row.interval[1])}]"
+    if row.accepted:
+        return f"accept [{row.accepted[0]:.4g}, {row.accepted[1]:.4g}]"
+    return ""
+
+
 def table_cells(row: Comparison) -> tuple[str, ...]:
-    interval = row.interval
     return (
         row.model,
         row.metric,
         _describe(row.base),
         _describe(row.now),
         _percent(row.change) if row.change is not None else "",
-        f"[{_percent(interval[0])}, {_percent(interval[1])}]" if interval else "",
+        _interval_cell(row),
         f"{row.tolerance * 100:g}%" if row.tolerance is not None else "",
         f"{row.verdict} ({row.note})" if row.note else row.verdict,
     )
@@ -590,11 +599,8 @@ def format_table(rows: list[Comparison]) -> str:
 
 
 def format_markdown(rows: list[Comparison], notes: list[str], summary: str) -> str:
-    def line(cells) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
     out = ["### bench check", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
-    out += [line(HEADER), line(["---"] * len(HEADER))] + [line(table_cells(r)) for r in rows]
+    out += [md_table(list(HEADER), [table_cells(r) for r in rows])]
     return "\n".join(out + ["", f"**{summary}**", ""])
 
 
@@ -606,12 +612,19 @@ def _failure_text(row: Comparison) -> str:
         return f"{where} diverged in {row.note}"
     how = "worse" if row.verdict == "worse" else "changed"
     size = f"{abs(row.change) * 100:.1f}%" if row.verdict == "worse" else _percent(row.change)
+    tol = f"{row.tolerance * 100:g}%"
+    if row.accepted:
+        low, high = row.accepted
+        return (
+            f"{where} {how} by {size} ({row.now[0]:.4g} outside [{low:.4g}, {high:.4g}]: "
+            f"95% prediction interval of {len(row.base)} baseline seeds ± tolerance {tol})"
+        )
     interval = (
         f"95% CI {_percent(row.interval[0])}..{_percent(row.interval[1])}, "
         if row.interval
-        else "single runs, "
+        else "single-run baseline, "
     )
-    return f"{where} {how} by {size} ({interval}tolerance {row.tolerance * 100:g}%)"
+    return f"{where} {how} by {size} ({interval}tolerance {tol})"
 
 
 def summary_line(rows: list[Comparison]) -> str:
@@ -650,10 +663,22 @@ def package_notes(baseline: dict, current: dict) -> list[str]:
 )
 def baseline_command(results: Path, out: Path) -> None:
     """Store a finished sweep's final metrics per model and seed as a baseline for `check`."""
-    runs = load_runs(results)
+    runs, note = load_results(results)
+    if not runs:
+        raise BenchError(f"no finished runs under {results}; {note or 'wait for the sweep'}")
     doc = make_baseline(runs)
     write_json(out, doc)
-    diverged = sum(r.status == "diverged" for r in runs)
+    diverged = sum(r.status == Status.DIVERGED for r in runs)
+    if note:
+        click.echo(note)
+    for label, model in doc["models"].items():
+        ok = len(model["seeds"]) - len(model["diverged_seeds"])
+        if ok < MIN_BASELINE_SEEDS:
+            click.echo(
+                f"warning: {label} has {ok} finished seed(s); with fewer than "
+                f"{MIN_BASELINE_SEEDS} the prediction interval is very wide (2 seeds) or "
+                "absent (1: the tolerance alone decides); run more seeds"
+            )
     click.echo(
         f"baseline: {len(doc['models'])} models, {len(runs)} runs ({diverged} diverged) -> {out}"
     )
@@ -677,13 +702,13 @@ def baseline_command(results: Path, out: Path) -> None:
     "--tolerance",
     default=None,
     help="Relative: 0.1 for all metrics, or fid=0.1,recon_mse=5% (others default). Defaults: "
-    + ", ".join(f"{k} {v * 100:g}%" for k, v in DEFAULT_TOLERANCE.items())
+    + ", ".join(f"{k} {registry.tolerance(k) * 100:g}%" for k in registry.gated_outputs())
     + ".",
 )
 @click.option(
     "--force",
     is_flag=True,
-    help="Compare even if dataset / image size / FID samples / weights differ.",
+    help="Compare even if dataset / image size / FID samples / weights / numerics differ.",
 )
 @click.option(
     "--markdown",
@@ -703,16 +728,20 @@ def check_command(
 ) -> None:
     """Compare a finished sweep with a baseline; exit 1 if a metric got worse beyond tolerance.
 
-    Tolerances are relative (0.1 = 10% worse allowed). With 2+ seeds on both sides the verdict
-    uses the 95% Welch interval of the change: "worse" only if all of it is beyond the
-    tolerance. kl_nats is two-sided: a change beyond tolerance either way fails ("changed").
+    Tolerances are relative (0.1 = 10% worse allowed) and come on top of seed noise: one new
+    run must lie inside the baseline seeds' 95% prediction interval widened by the tolerance;
+    with 2+ seeds on both sides the verdict uses the 95% Welch interval of the change ("worse"
+    only if all of it is beyond the tolerance). kl_nats is two-sided: a change beyond tolerance either way fails ("changed").
     Missing models/metrics and more frequent divergence fail too. Exit 2: bad input.
     """
     baseline = read_baseline(baseline_path)
-    current = make_baseline(load_runs(results))
+    finished, unfinished = load_results(results)
+    # With no finished run every baseline model is reported missing, not an error.
+    current = make_baseline(finished) if finished else {"models": {}, "packages": {}}
     names = parse_metrics(metrics, baseline)
-    tolerances = parse_tolerances(tolerance)
+    tolerances = parse_tolerances(tolerance, names)
     notes = check_settings(baseline, current, force) + package_notes(baseline, current)
+    notes += [unfinished] if unfinished else []
     rows = compare(baseline, current, names, tolerances)
     summary = summary_line(rows)
     lines = [

@@ -23,7 +23,6 @@ Decision rule (the same for every comparison; CONFIDENCE 95%, MARGIN 5%):
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +32,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.analysis.stats import welch_interval as shared_welch_interval
+from bench.analysis.markdown import md_table
+from bench.analysis.stats import (
+    CONFIDENCE,
+    mean_interval,
+    rate_difference_interval,
+    variance_ratio_interval,
+    welch_interval,
+)
 from bench.core.errors import BenchError
 from bench.core.io import write_text
 from bench.results import table as rt
+from bench.results.layout import FINISHED, Status
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 VERDICT_MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔"}
-CONFIDENCE = 0.95
 MARGIN = 0.05  # single seed: a difference below 5% of the scale is not called either way
 # models/vae.py VAEConfig.beta default (β = 1: the true ELBO). bench run records the resolved
 # β in config.json model_params; this only serves results without it.
@@ -88,49 +94,6 @@ class Missing(Exception):
 # ---------------------------------------------------------------- statistics
 
 
-def _quiet(test):
-    """Run a scipy test without its 'precision loss' warning for near-identical seeds: the
-    interval is still right, and a CI log should not fill with it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
-        return test()
-
-
-def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """95% Welch t interval of mean(a) - mean(b) (bench.analysis.stats)."""
-    _, low, high = shared_welch_interval(a, b, CONFIDENCE)
-    return low, high
-
-
-def mean_interval(x: np.ndarray) -> tuple[float, float]:
-    """95% Student t interval of mean(x); the point when x has no spread."""
-    if np.var(x) == 0:
-        return float(np.mean(x)), float(np.mean(x))
-    ci = _quiet(lambda: stats.ttest_1samp(x, 0.0).confidence_interval(CONFIDENCE))
-    return float(ci.low), float(ci.high)
-
-
-def rate_difference_interval(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
-    """95% interval of k1/n1 - k2/n2: Newcombe (1998) method 10, the hybrid of two Wilson
-    score intervals. Unlike the Wald interval it stays sensible at 0/n and n/n."""
-    p1, p2 = k1 / n1, k2 / n2
-    l1, u1 = stats.binomtest(k1, n1).proportion_ci(CONFIDENCE, method="wilson")
-    l2, u2 = stats.binomtest(k2, n2).proportion_ci(CONFIDENCE, method="wilson")
-    d = p1 - p2
-    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
-
-
-def variance_ratio_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(s_a² / s_b², low, high): 95% interval of the variance ratio from the F distribution
-    with (n_a - 1, n_b - 1) degrees of freedom (assumes normal seeds; Snedecor & Cochran)."""
-    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.float64(va) / np.float64(vb)
-    dfs = (len(a) - 1, len(b) - 1)
-    q = (1 + CONFIDENCE) / 2
-    return float(ratio), ratio / stats.f.ppf(q, *dfs), ratio / stats.f.ppf(1 - q, *dfs)
-
-
 def decide(low: float, high: float, sign: int, at: float = 0.0) -> str:
     """holds if [low, high] lies on the claimed side of `at` (sign +1: above), fails if it
     lies on the other side, inconclusive if it contains `at` (or is NaN)."""
@@ -165,7 +128,7 @@ def compare_groups(a, b, sign: int, scale: float | None = None) -> tuple[str, st
         scale = scale if scale is not None else max(abs(np.mean(a)), abs(np.mean(b)))
         verdict, reason = _single_seed(diff, scale, sign)
         return verdict, f"Δ {_signed(diff)} (single seed)", reason
-    low, high = welch_interval(a, b)
+    _, low, high = welch_interval(a, b, CONFIDENCE)
     verdict = decide(low, high, sign)
     return (
         verdict,
@@ -239,7 +202,7 @@ def _ok(per_run: pd.DataFrame, label: str) -> pd.DataFrame:
     runs = per_run[per_run["model"] == label]
     if runs.empty:
         raise Missing(f"no {label} runs")
-    ok = runs[runs["status"] == "ok"]
+    ok = runs[runs["status"] == Status.OK]
     if ok.empty:
         raise Missing(f"no {label} run finished ok ({', '.join(runs['status'].astype(str))})")
     return ok
@@ -316,7 +279,34 @@ def metric_part(per_run: pd.DataFrame, metric: str, a: str, b: str, sign: int) -
     verdict, diff, reason = compare_groups(x, y, sign)
     op = ">" if sign > 0 else "<"
     evidence = f"{metric} {a} {describe(x)} vs {b} {describe(y)}, {diff}"
-    return Part(verdict, evidence, f"{metric} {a} {op} {b}: {reason}")
+    note = convergence_note(per_run, [a, b])
+    return Part(verdict, evidence, f"{metric} {a} {op} {b}: {reason}{note}")
+
+
+def _ok_runs(per_run: pd.DataFrame, label: str) -> pd.DataFrame:
+    return per_run[(per_run["model"] == label) & (per_run["status"] == Status.OK)]
+
+
+def _tracked(runs: pd.DataFrame) -> pd.Series:
+    """Per run: whether it recorded tracked points (rt.tracked_stability)."""
+    if "track_points" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["track_points"].notna()
+
+
+def convergence_note(per_run: pd.DataFrame, labels: list[str]) -> str:
+    """' (vae: 1/3 seeds converged)' for each model whose ok seeds have tracked points but
+    not all converged (rt.convergence_verdict): its final values may still move. '' when
+    all converged or nothing is known (no tracked points)."""
+    notes = []
+    for label in dict.fromkeys(labels):
+        ok = _ok_runs(per_run, label)
+        if ok.empty or not _tracked(ok).any():
+            continue
+        k = int((ok["convergence"] == rt.CONVERGED).sum())
+        if k < len(ok):
+            notes.append(f"{label}: {k}/{len(ok)} seeds converged")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def constant_part(
@@ -454,7 +444,7 @@ def _per_beta(grid: pd.DataFrame, metric: str, betas: list[float]) -> dict[float
 
 def _beta_parts(per_run: pd.DataFrame) -> list[Part]:
     grid = beta_grid(per_run)
-    grid = grid[grid["status"] == "ok"]
+    grid = grid[grid["status"] == Status.OK]
     betas = sorted(set(grid["beta"].astype(float)))
     if len(betas) < 2:
         found = ", ".join(f"β={_num(b)}" for b in betas) or "none"
@@ -508,17 +498,36 @@ def _spread_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
     sd = f"std final_fid {gan} {_num(np.std(x, ddof=1))} vs {vae} {_num(np.std(y, ddof=1))}"
     evidence = f"{sd}, variance ratio {_num(ratio)} [{_num(low)}, {_num(high)}]"
     side = {HOLDS: "excludes 1 above", FAILS: "excludes 1 below", INCONCLUSIVE: "includes 1"}
-    return Part(verdict, evidence, f"FID spread {gan} > {vae}: 95% F CI {side[verdict]}")
+    note = convergence_note(per_run, [gan, vae])
+    return Part(verdict, evidence, f"FID spread {gan} > {vae}: 95% F CI {side[verdict]}{note}")
+
+
+def _gap_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
+    """Best-vs-final relative FID gap, gan > vae. rt.per_run_stability takes it from the
+    tracked points (one N, >= 10 points) where a run has them; the evidence says which."""
+    p = metric_part(per_run, "fid_gap_rel", gan, vae, +1)
+    sources = []
+    for label in (gan, vae):
+        ok = _ok_runs(per_run, label)
+        tracked = _tracked(ok)
+        if tracked.all() and len(ok):
+            n = "/".join(str(int(v)) for v in sorted(ok["track_n"].dropna().unique()))
+            sources.append(f"{label} from tracked FID (N={n})")
+        else:
+            sources.append(f"{label} from {'tracked FID and ' if tracked.any() else ''}evaluations")
+    if not _tracked(per_run[per_run["model"].isin([gan, vae])]).any():
+        return p  # every gap from the evaluations, as before tracked points existed
+    return Part(p.verdict, f"{p.evidence} (gap: {', '.join(sources)})", p.reason)
 
 
 def _divergence_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
     counts = {}
     for label in (gan, vae):
         status = per_run.loc[per_run["model"] == label, "status"]
-        finished = status[status.isin(["ok", "diverged"])]
+        finished = status[status.isin(FINISHED)]
         if finished.empty:
             raise Missing(f"no finished {label} runs for a divergence rate")
-        counts[label] = (int((finished == "diverged").sum()), len(finished))
+        counts[label] = (int((finished == Status.DIVERGED).sum()), len(finished))
     low, high = rate_difference_interval(*counts[gan], *counts[vae])
     verdict = decide(low, high, +1)
     rate = ", ".join(f"{k}/{n} {label}" for label, (k, n) in counts.items())
@@ -536,7 +545,7 @@ def claim_gan_less_stable(per_run: pd.DataFrame) -> Claim:
         return make_claim("5", [Part(INCONCLUSIVE, "", str(e))])
     parts = [
         part(lambda: _spread_part(per_run, gan, vae)),
-        part(lambda: metric_part(per_run, "fid_gap_rel", gan, vae, +1)),
+        part(lambda: _gap_part(per_run, gan, vae)),
         part(lambda: _divergence_part(per_run, gan, vae)),
     ]
     return make_claim("5", parts, majority_of)
@@ -624,14 +633,8 @@ def verdict_text(verdict: str) -> str:
 
 
 def format_markdown(claims: list[Claim]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    lines = ["| # | claim | evidence | verdict | why |", "|---|---|---|---|---|"]
-    for c in claims:
-        cells = [c.id, c.claim, c.evidence, verdict_text(c.verdict), c.reason]
-        lines.append("| " + " | ".join(map(cell, cells)) + " |")
-    return "\n".join(lines)
+    rows = [[c.id, c.claim, c.evidence, verdict_text(c.verdict), c.reason] for c in claims]
+    return md_table(["#", "claim", "evidence", "verdict", "why"], rows)
 
 
 def format_text(claims: list[Claim]) -> str:
@@ -696,11 +699,14 @@ def claims_command(ctx: click.Context, results: Path, require: str, markdown: Pa
     seeds); see bench/analysis/claims.py.
     """
     required = parse_require(require)
-    claims = evaluate_claims(load_claim_inputs(results))
+    inputs = load_claim_inputs(results)
+    claims = evaluate_claims(inputs)
     summary, details = summary_line(claims, required), failure_details(claims, required)
-    click.echo("\n".join([f"claims for {results}", "", format_text(claims), "", *details, summary]))
+    notes = [f"note: {n}" for n in [rt.unfinished_note(inputs)] if n]
+    head = [f"claims for {results}", *notes, ""]
+    click.echo("\n".join([*head, format_text(claims), "", *details, summary]))
     if markdown is not None:
-        bullets = "".join(f"- {d}\n" for d in details)
+        bullets = "".join(f"- {d}\n" for d in notes + details)
         body = f"{format_markdown(claims)}\n\n{DECISION_RULE}\n\n{bullets}\n**{summary}**\n"
         write_text(markdown, "### bench claims\n\n" + body)
     ctx.exit(1 if details else 0)

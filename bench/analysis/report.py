@@ -23,36 +23,24 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from bench.analysis import claims as cl
+from bench.analysis.markdown import md_table
 from bench.core.errors import BenchError
-from bench.core.io import atomic_write, write_text
+from bench.core.io import atomic_write, check_writable_folder, write_text
+from bench.metrics import registry
 from bench.results import table as rt
+from bench.results.layout import (
+    CUM_TRAIN_FLOPS,
+    CUM_TRAIN_SECONDS,
+    CUMULATIVE_PREFIX,
+    Status,
+)
 
 REPORT_NAME = "REPORT.md"
-# The headline table: what a reader compares first. Everything else is in "All final metrics".
-MAIN_COLUMNS = (
-    "final_fid", "best_fid", "fid@gmm", "kid_mean", "precision", "recall", "coverage",
-    "sharpness", "recon_mse", "psnr", "ssim", "kl_nats", "interp_cv",
-)  # fmt: skip
-FID_COLUMNS = ("fid", "final_fid", "best_fid", "fid@gmm")
 # Per-run columns that are not "final metrics": fid duplicates final_fid, the rest is stability.
 NOT_FINAL = {"fid", "best_fid_epoch", "fid_gap", "fid_gap_rel", "collapse", "collapse_signal"}
-PRETTY = {
-    "final_fid": "FID",
-    "best_fid": "best FID",
-    "fid@gmm": "FID@gmm",
-    "recon_mse": "recon MSE",
-    "psnr": "PSNR (dB)",
-    "kl_nats": "KL (nats)",
-    "kid_mean": "KID",
-    "cost/train_seconds": "train s/epoch",
-    "cost/train_images_per_s": "train images/s",
-    "cost/eval_seconds": "eval s/evaluation",
-    "cost/peak_rss_mib": "peak RSS (MiB)",
-    "cost/train_cpu_seconds": "train CPU-s/epoch",
-    "cost/epoch_wall_seconds": "wall s/epoch",
-    rt.RUN_SECONDS: "run wall (s)",
-}
-STATUS_COLORS = {"ok": "black", "diverged": "red", "running": "orange"}
+NOT_FINAL |= set(rt.TRACK_COLUMNS)  # tracked points during training, at a small N
+ARROWS = {registry.LOWER: " ↓", registry.HIGHER: " ↑"}
+STATUS_COLORS = {Status.OK: "black", Status.DIVERGED: "red", Status.RUNNING: "orange"}
 DPI = 120
 
 
@@ -125,28 +113,19 @@ def fmt_ci(s: pd.Series) -> str:
     return f"[{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]"
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(x) -> str:
-        return str(x).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def fid_n_label(metrics: pd.DataFrame) -> str:
     """'N=500' from the n column of FID rows; lists every N if runs used different ones."""
-    n = metrics.loc[metrics["metric"].isin(FID_COLUMNS), "n"].dropna().unique()
+    n = metrics.loc[metrics["metric"].isin(registry.fid_outputs()), "n"].dropna().unique()
     if len(n) == 0:
         return "N=?"
     return "N=" + "/".join(str(int(v)) for v in sorted(n)) + (" mixed" if len(n) > 1 else "")
 
 
 def column_title(metric: str, fid_n: str) -> str:
-    name = PRETTY.get(metric, metric)
-    if metric in FID_COLUMNS:
+    name = registry.label(metric)
+    if registry.is_fid_like(metric):
         name += f" ({fid_n})"
-    arrow = {-1: " ↓", 1: " ↑"}.get(rt.METRIC_DIRECTION.get(metric, 0), "")
+    arrow = ARROWS.get(registry.shown_direction(metric), "")
     return name + arrow
 
 
@@ -172,6 +151,7 @@ def header_section(data: ReportData) -> str:
             f"- **Dataset:** {_distinct(runs['dataset'])} (source: "
             f"{_distinct(runs['data_source'])}); **image size:** "
             f"{_distinct(runs['image_size'])} px; **epochs:** {_distinct(runs['epochs'])}",
+            *_budget_lines(runs),
             f"- **FID:** {fid_n_label(data.metrics)} generated samples per evaluation vs the "
             f"same N real images of the {_distinct(runs['fid_split'])} split; exact fp32 "
             f"Inception: {_distinct(runs['fid_exact'])}; weights: "
@@ -181,8 +161,23 @@ def header_section(data: ReportData) -> str:
             f"**device:** {_distinct(runs['device'])} ({_distinct(runs['device_name'])}"
             f"{_threads_text(runs)})",
             f"- **Date:** {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (report written)",
+            *[f"- **Note:** {n}" for n in [rt.unfinished_note(runs)] if n],
         ]
     )
+
+
+def _budget_lines(runs: pd.DataFrame) -> list[str]:
+    """The training budget line, only when some run's config set train.budget_*."""
+    if "budget" not in runs or runs["budget"].isna().all():
+        return []
+    wall = runs.loc[runs["budget"].notna(), "budget_reproducible"].eq(False)
+    note = (
+        f"wall-clock for {int(wall.sum())} of {len(wall)} runs: measured seconds, not "
+        "reproducible across machines"
+        if wall.any()
+        else "images / FLOPs only: reproducible across machines"
+    )
+    return [f"- **Training budget:** {_distinct(runs['budget'])} per run ({note})"]
 
 
 def _threads_text(runs: pd.DataFrame) -> str:
@@ -200,24 +195,25 @@ def _stat(data: ReportData, label: str, metric: str) -> pd.Series | None:
 def _final_columns(data: ReportData, main: bool = True) -> list[str]:
     """The headline columns present (main=True), or every other final metric (main=False)."""
     s = data.metric_stats[data.metric_stats["n"] > 0]
-    present = set(s["metric"])
+    present, headline = set(s["metric"]), registry.headline_columns()
     if main:
-        return [m for m in MAIN_COLUMNS if m in present]
+        return [m for m in headline if m in present]
     return sorted(
         m
         for m in present
-        if m not in (*MAIN_COLUMNS, *NOT_FINAL) and not m.startswith(("osc/", rt.COST_PREFIX))
+        if m not in (*headline, *NOT_FINAL) and not m.startswith(("osc/", rt.COST_PREFIX))
     )
 
 
 def _best_means(data: ReportData, metric: str) -> float | None:
     """The best mean of a column (by its direction), if >= 2 models have a value."""
-    direction = rt.METRIC_DIRECTION.get(metric, 0)
+    direction = registry.shown_direction(metric)
     s = data.metric_stats
     means = s.loc[(s["metric"] == metric) & (s["n"] > 0), "mean"].dropna()
-    if direction == 0 or len(means) < 2:
+    # none and two-sided (KL) have no best: a trade-off is not bolded
+    if direction not in ARROWS or len(means) < 2:
         return None
-    return means.min() if direction < 0 else means.max()
+    return means.min() if direction == registry.LOWER else means.max()
 
 
 def final_table_section(data: ReportData) -> str:
@@ -275,8 +271,40 @@ def _oscillation_cell(data: ReportData, label: str) -> str:
     )
 
 
+def has_tracked(data: ReportData) -> bool:
+    """Whether some run recorded tracked points (the tracked columns and plots need them)."""
+    return "track_points" in data.per_run and bool(data.per_run["track_points"].notna().any())
+
+
+def track_n_label(data: ReportData) -> str:
+    """'N=250' for the tracked points (each run's at one N, rt.tracked_fid)."""
+    n = data.per_run["track_n"].dropna().unique() if has_tracked(data) else []
+    return "N=" + "/".join(str(int(v)) for v in sorted(n)) + (" mixed" if len(n) > 1 else "")
+
+
+def _tracked_cells(data: ReportData, label: str) -> list[str]:
+    """[mean tracked-FID oscillation over ok seeds, 'k/n converged' over ok seeds]."""
+    runs = data.per_run[(data.per_run["label"] == label) & (data.per_run["status"] == Status.OK)]
+    osc = runs["track_fid_osc"].dropna()
+    n_conv = int((runs["convergence"] == rt.CONVERGED).sum())
+    return [f"{osc.mean():.3f}" if len(osc) else "—", f"{n_conv}/{len(runs)}" if len(runs) else "—"]
+
+
+def _tracked_note(data: ReportData) -> str:
+    return (
+        f"Runs with tracked points ({track_n_label(data)}, FID during training): their *gap* "
+        "is the final − best tracked FID, all at that N; *collapse* also flags a tracked FID "
+        f"ending over {rt.COLLAPSE_FID_RISE:.0%} above its best (track/fid). *tracked FID "
+        f"oscillation*: std / mean of the last {data.window} tracked FIDs. *converged*: ok seeds "
+        "whose tracked FID, by a least-squares line through the points of the last "
+        f"{rt.LAST_SHARE:.0%} of training (images seen, else steps), changed by less than "
+        f"{rt.CONVERGENCE_TOLERANCE:.0%} (needs {rt.MIN_LAST_POINTS} points there; the Runs "
+        "table gives each verdict: still improving = falling, degrading = rising after its best)."
+    )
+
+
 def stability_section(data: ReportData) -> str:
-    fid_n, rows = fid_n_label(data.metrics), []
+    fid_n, rows, tracked = fid_n_label(data.metrics), [], has_tracked(data)
     for label in data.order:
         ms = data.model_stats.set_index("label").loc[label]
         ms = {k: int(v) if k.startswith("n_") else v for k, v in ms.items()}
@@ -295,10 +323,12 @@ def stability_section(data: ReportData) -> str:
         rows.append(
             [label, f"{ms['n_runs']}{running}", ms["n_diverged"], success]
             + [fid_text, ci_text, gap_text, osc, _collapse_cell(data, label)]
+            + (_tracked_cells(data, label) if tracked else [])
         )
     header = ["model", "seeds", "diverged", f"success (±{data.tolerance:.0%})"]
     header += [f"final FID ({fid_n}) ↓", "95% CI", "median gap final−best", "loss oscillation"]
     header += ["collapse"]
+    header += ["tracked FID oscillation", "converged"] if tracked else []
     return "\n".join(
         [
             "## Stability over seeds",
@@ -313,6 +343,7 @@ def stability_section(data: ReportData) -> str:
             "seeds (0 = flat; large = swinging, typical of unstable GAN training). *collapse*: "
             "seeds whose recall, coverage or sample diversity ended below half its best value "
             "over the evaluations (signals that fell in brackets).",
+            *(["", _tracked_note(data)] if tracked else []),
         ]
     )
 
@@ -334,24 +365,39 @@ def cost_section(data: ReportData) -> str:
         return ""
     rows = []
     for label in data.order:
-        cells = [_stat(data, label, m) for m in cols]
-        rows.append([label] + [fmt_mean_std(c["n"], c["mean"], c["std"]) for c in cells])
+        cells = [(m, _stat(data, label, m)) for m in cols]
+        rows.append([label] + [_cost_cell(m, c["n"], c["mean"], c["std"]) for m, c in cells])
+    totals = [registry.label(m) for m in cols if m.startswith(CUMULATIVE_PREFIX)]
     return "\n".join(
         [
             "## Cost",
             "",
-            md_table(["model", *(PRETTY.get(m, m) for m in cols)], rows),
+            md_table(["model", *(registry.label(m) for m in cols)], rows),
             "",
             "Per run: mean over epochs (run wall: sum over epochs of training, evaluation and "
             "pictures; setup and checkpoint writes excluded); then mean ± std over ok seeds. "
             "CPU-s counts every thread of the process. With train.compile, epoch 1 includes "
-            "compilation. Times depend on the device and on other load on it.",
+            "compilation. Times depend on the device and on other load on it."
+            + (
+                f" {', '.join(totals)}: the run's total (its last cumulative value), not a mean."
+                if totals
+                else ""
+            ),
         ]
     )
 
 
+def _cost_cell(metric: str, n: int, mean: float, std: float) -> str:
+    """fmt_mean_std; run totals (FLOPs ~1e15, images ~1e6) in scientific notation."""
+    if not metric.startswith(CUMULATIVE_PREFIX) or n == 0 or not abs(mean) >= 1e5:
+        return fmt_mean_std(n, mean, std)
+    if n == 1 or not np.isfinite(std) or std <= 1e-9 * abs(mean):
+        return f"{mean:.3g}" + (" ± 0" if n > 1 else "")
+    return f"{mean:.3g} ± {std:.2g}"
+
+
 def _status_text(r: pd.Series) -> str:
-    if r["status"] == "diverged":
+    if r["status"] == Status.DIVERGED:
         step = "" if pd.isna(r["diverged_step"]) else f" at step {int(r['diverged_step'])}"
         reason = r["reason"] if isinstance(r["reason"], str) else ""
         reason = reason.replace(step, "")  # bench run writes "d_loss=nan at step 345"
@@ -362,7 +408,7 @@ def _status_text(r: pd.Series) -> str:
 def runs_section(data: ReportData) -> str:
     rank = {label: i for i, label in enumerate(data.order)}
     runs = data.per_run.assign(_rank=data.per_run["label"].map(rank))
-    rows = []
+    rows, tracked = [], has_tracked(data)
     for _, r in runs.sort_values(["_rank", "seed", "run"]).iterrows():
         done = "—" if pd.isna(r["epochs_done"]) else str(int(r["epochs_done"]))
         total = "?" if pd.isna(r["epochs"]) else str(int(r["epochs"]))
@@ -373,9 +419,11 @@ def runs_section(data: ReportData) -> str:
         rows.append(
             [f"`{r['run']}`", r["label"], seed, _status_text(r), f"{done}/{total}", best]
             + [fmt(r["final_fid"])]
+            + ([r["convergence"]] if tracked else [])
         )
     fid_n = fid_n_label(data.metrics)
     header = ["run", "model", "seed", "status", "epochs", f"best FID ({fid_n})", "final FID"]
+    header += [f"convergence (tracked FID, {track_n_label(data)})"] if tracked else []
     return "## Runs\n\n" + md_table(header, rows)
 
 
@@ -392,6 +440,16 @@ PLOT_CAPTIONS = {
 }
 
 
+# Listed only when written: results without tracked points have no such plot to wait for.
+TRACKED_CAPTIONS = {
+    "tracked_fid_vs_flops.png": "Tracked FID (small N, during training) against cumulative "
+    "training FLOPs (cost/cum_train_flops), one line per run, a marker per tracked point: "
+    "quality at equal compute, the same on every machine.",
+    "tracked_fid_vs_seconds.png": "Tracked FID against cumulative training seconds "
+    "(cost/cum_train_seconds; evaluation excluded), one line per run: machine-dependent.",
+}
+
+
 def plots_section(written: list[str]) -> str:
     lines = ["## Plots", ""]
     for name, caption in PLOT_CAPTIONS.items():
@@ -400,6 +458,10 @@ def plots_section(written: list[str]) -> str:
             lines += [f"![{title}]({name})", "", f"*{caption}*", ""]
         else:
             lines += [f"*{title}: no data yet.*", ""]
+        if name == "fid_vs_compute.png":
+            for tracked, text in TRACKED_CAPTIONS.items():
+                if tracked in written:
+                    lines += [f"![{tracked.removesuffix('.png')}]({tracked})", "", f"*{text}*", ""]
     return "\n".join(lines).rstrip()
 
 
@@ -462,7 +524,7 @@ def plot_fid_vs_epoch(data: ReportData) -> Figure | None:
     ax = fig.subplots()
     common = dict(x="epoch", y="value", hue="label", hue_order=list(palette), palette=palette)
     sns.lineplot(fid, **common, units="run", estimator=None, alpha=0.3, lw=0.8, legend=False, ax=ax)
-    steady = fid[fid["status"] != "diverged"]
+    steady = fid[fid["status"] != Status.DIVERGED]
     if len(steady):
         sns.lineplot(steady, **common, errorbar="sd", marker="o", ax=ax)
         ax.legend(title="model")
@@ -509,6 +571,28 @@ def plot_fid_vs_compute(data: ReportData) -> Figure | None:
     return fig
 
 
+def plot_tracked_fid(data: ReportData, counter: str, xlabel: str) -> Figure | None:
+    """Tracked FID (rt.tracked_fid, one N per run) against a cumulative counter: one line
+    per run coloured by model, a marker per tracked point; None without such points."""
+    points = rt.tracked_fid(data.metrics).dropna(subset=[counter])
+    if points.empty:
+        return None
+    palette, track_n = _palette(data.order, points["label"]), track_n_label(data)
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for _, g in points.groupby("run", sort=False):
+        label = g["label"].iloc[0]
+        ax.plot(g[counter], g["value"], marker="o", ms=3.5, lw=1, color=palette[label], alpha=0.8)
+    handles = [Line2D([], [], color=c, marker="o", label=lab) for lab, c in palette.items()]
+    ax.legend(handles=handles, title="model")
+    ax.set(
+        title=f"Tracked FID ({track_n}) vs {xlabel}, one line per run",
+        xlabel=xlabel,
+        ylabel=f"tracked FID ({track_n}), lower is better",
+    )
+    return fig
+
+
 def plot_final_fid(data: ReportData) -> Figure | None:
     runs = data.per_run[np.isfinite(data.per_run["final_fid"])]
     if runs.empty:
@@ -516,7 +600,7 @@ def plot_final_fid(data: ReportData) -> Figure | None:
     palette, fid_n = _palette(data.order, runs["label"]), fid_n_label(data.metrics)
     fig = Figure(figsize=(7.5, 1.5 + 0.6 * len(palette)), layout="constrained")
     ax = fig.subplots()
-    ok = runs[runs["status"] == "ok"]
+    ok = runs[runs["status"] == Status.OK]
     common = dict(x="final_fid", y="label", order=list(palette), ax=ax)
     if len(ok):
         sns.boxplot(ok, **common, hue="label", palette=palette, fill=False, showfliers=False)
@@ -533,7 +617,7 @@ def plot_final_fid(data: ReportData) -> Figure | None:
 def plot_losses(data: ReportData) -> Figure | None:
     train = _with_status(data.metrics, data.runs)
     train = train[train["metric"].str.startswith(rt.TRAIN_PREFIX) & np.isfinite(train["value"])]
-    train = train[train["status"] != "diverged"]
+    train = train[train["status"] != Status.DIVERGED]
     if train.empty:
         return None
     terms = sorted(train["metric"].unique())
@@ -573,7 +657,7 @@ def plot_losses(data: ReportData) -> Figure | None:
 def _pick_image(runs: pd.DataFrame, pattern: str) -> pd.Series | None:
     """The run whose image (a file name or glob pattern) is shown for a model: an ok run
     first, then the lowest seed."""
-    runs = runs.assign(_not_ok=runs["status"] != "ok").sort_values(["_not_ok", "seed", "run"])
+    runs = runs.assign(_not_ok=runs["status"] != Status.OK).sort_values(["_not_ok", "seed", "run"])
     for _, r in runs.iterrows():
         if any(p.is_file() for p in Path(r["path"]).glob(pattern)):
             return r
@@ -591,7 +675,7 @@ def plot_image_panels(data: ReportData, filename: str, title: str, metric: str) 
         except OSError:  # being written or truncated: skip this model for now
             continue
         value = fmt(r[metric]) if metric in r else "—"
-        note = f"seed {int(r['seed'])} ({r['status']}), {PRETTY.get(metric, metric)} {value}"
+        note = f"seed {int(r['seed'])} ({r['status']}), {registry.label(metric)} {value}"
         panels.append((f"{label}\n{note}", image))
     if not panels:
         return None
@@ -613,7 +697,9 @@ def plot_rate_distortion(data: ReportData) -> Figure | None:
     grid = cl.beta_grid(data.claim_inputs)
     if not {"kl_nats", "recon_mse"} <= set(grid.columns):
         return None
-    grid = grid[(grid["status"] == "ok") & np.isfinite(grid[["kl_nats", "recon_mse"]]).all(axis=1)]
+    grid = grid[
+        (grid["status"] == Status.OK) & np.isfinite(grid[["kl_nats", "recon_mse"]]).all(axis=1)
+    ]
     if grid.empty:
         return None
     betas = sorted(set(grid["beta"].astype(float)))
@@ -729,6 +815,15 @@ def make_figures(data: ReportData) -> dict[str, Figure | None]:
         "interpolations.png": plot_interpolations(data),
         "fid_vs_epoch.png": plot_fid_vs_epoch(data),
         "fid_vs_compute.png": plot_fid_vs_compute(data),
+        "tracked_fid_vs_flops.png": plot_tracked_fid(
+            data, CUM_TRAIN_FLOPS, "cumulative training FLOPs"
+        ),
+        "tracked_fid_vs_seconds.png": plot_tracked_fid(
+            data,
+            CUM_TRAIN_SECONDS,
+            f"cumulative training seconds on {_distinct(data.runs['device'])}"
+            f"{_threads_text(data.runs)}",
+        ),
         "final_fid_by_model.png": plot_final_fid(data),
         "losses.png": plot_losses(data),
         "samples.png": plot_image_panels(data, "samples.png", "Samples", "final_fid"),
@@ -758,8 +853,7 @@ def write_report(
             f"results path {results_dir} is not a folder; expected a folder written by bench run --out"
         )
     out_dir = Path(out_dir) if out_dir is not None else results_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BenchError(f"--out {out_dir} is not a folder; expected a folder path")
+    check_writable_folder(out_dir, "--out")  # before the plots are drawn: one line, not a traceback
     data = collect(results_dir, window, tolerance)
     written = []
     for name, fig in make_figures(data).items():

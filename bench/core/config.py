@@ -29,18 +29,22 @@ class BackboneConfig:
 @dataclass
 class DataConfig:
     dataset: str = "auto"  # auto | cifar10-dog | petimages-dog | synthetic | folder:PATH
-    image_size: int = 32  # 32 or 64
+    image_size: int = 32  # one of models.backbone.SUPPORTED_SIZES: 32, 64, 128
     train_limit: int = 0  # use only this many training images (0 = all)
     hflip: bool = False  # random horizontal flips during training
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    # 40 epochs: enough training that the default run (ae, vae, gan; with the eval defaults
+    # below) spends under 30% of its time evaluating: 16-24% estimated from measured rates
+    # (width 64: ~46-79 train vs ~3.4 fast-Inception images per CPU-second on the 2-core dev
+    # CPU; BENCHMARKS.md's quiet-machine rates give the 24%). 0 = no epoch limit (a budget).
+    epochs: int = 40
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    loss_bound: float = 1e4  # |loss| above this counts as divergence
+    loss_bound: float = 1e4  # |term| above this counts as divergence (x (size/32)^2)
     checkpoint_every: int = 1  # epochs between checkpoints (0 = only at the end)
     # Speed switches (measured in BENCHMARKS.md; each can be turned off):
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the train step
@@ -48,11 +52,25 @@ class TrainConfig:
     compile: bool = False  # torch.compile each sub-network (compiles once per run, minutes on CPU)
     matmul_4x4: bool = True  # the 4x4 <-> 1x1 layers (latent heads, G's first) as one matmul
     fused_adam: bool = True  # Adam's update as one fused kernel where torch has one
+    # Training budgets (0 = none); the run stops at the first limit reached, epochs included,
+    # possibly mid-epoch. Images and FLOPs become a step count at the start (reproducible);
+    # seconds are measured training time (not reproducible across machines).
+    budget_images: int = 0
+    budget_flops: float = 0
+    budget_seconds: float = 0
+
+    def has_budget(self) -> bool:
+        return bool(self.budget_images or self.budget_flops or self.budget_seconds)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("budget_images", "budget_flops", "budget_seconds"):
+            if not getattr(self, name) >= 0:  # also refuses NaN
+                raise BenchError(f"train.{name} must be >= 0 (0 = none), got {getattr(self, name)}")
+        # epochs 0 = no epoch limit, which needs a budget to stop the run
+        least = {"epochs": 0 if self.has_budget() else 1, "batch_size": 1}
+        for name, low in least.items():
+            if getattr(self, name) < low:
+                raise BenchError(f"train.{name} must be >= {low}, got {getattr(self, name)}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise BenchError(
                 f"train.precision {self.precision!r} not understood; accepted: auto, fp32, bf16, fp16"
@@ -61,21 +79,33 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 1  # evaluate every N epochs; the last epoch is always evaluated
-    fid_samples: int = 1000  # generated images per FID; real images: the same N from fid_split
+    # Full evaluations cost more than training (Inception at N samples, per sampler), so by
+    # default only the last epoch has one, and training is followed by eval.track_points.
+    every: int = 0  # evaluate every N epochs; the last epoch is always evaluated (0 = only it)
+    fid_samples: int = 500  # generated images per FID; real images: the same N from fid_split
     fid_split: str = "train"  # real images FID compares with (the standard protocol: train)
     fid_exact: bool = False  # fp32 reference Inception pass instead of the fast path
     heldout_images: int = 500  # test-split images for recon_mse / psnr / kl_nats
     grid_images: int = 64  # images in samples.png / recon.png
-    # Metrics beyond FID, all from the same Inception features / images (bench.metrics.evaluate.EXTRAS).
+    # Metrics beyond FID, all from the same Inception features / images (bench.metrics.registry.feature_metrics).
     extras: list[str] = field(
         default_factory=lambda: ["kid", "prdc", "sharpness", "diversity", "memorization"]
     )
     extras_every: int = 1  # compute extras at every Nth evaluation; 0 = only the last one
     # Latent samplers evaluated at the last evaluation (bench.metrics.samplers): prior, gaussian, gmm
     # (fitted to training latents; AE/VAE), truncT (GAN truncation, e.g. trunc0.5).
-    samplers: list[str] = field(default_factory=lambda: ["prior", "gaussian", "gmm"])
+    samplers: list[str] = field(default_factory=lambda: ["prior", "gmm"])
     fid_inf: bool = False  # FID extrapolated to N -> infinity at the last evaluation (slow)
+    # Tracked points: FID and KID on the fast Inception path at track_n samples (at most
+    # fid_samples; against the first track_n real images), spread evenly over the run's
+    # training (0 = none). Comparable with each other only: FID is biased upwards at small N.
+    track_points: int = 10
+    track_n: int = 100
+
+    def __post_init__(self):
+        for name in ("every", "extras_every", "track_points", "track_n"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

@@ -6,6 +6,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.core.errors import BenchError
+
+TMP_SUFFIX = ".tmp"  # temporary files are ".<name>.<random>.tmp" next to their target
+
+
+def remove_stray_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete what a killed ``atomic_write`` left in ``folder`` (SIGKILL skips its cleanup).
+    Only for a folder that no other process is writing into at the moment."""
+    stray = sorted(Path(folder).glob(f".*{TMP_SUFFIX}"))
+    for tmp in stray:
+        tmp.unlink(missing_ok=True)
+    return stray
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then atomically rename tmp_path to ``path``.
@@ -14,7 +27,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -26,6 +39,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "--out") -> None:
+    """Refuse, before any work, a folder that cannot be made, read or written into."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == folder else f": {existing} is a file"
+        raise BenchError(f"{what} {folder} is not a folder{where}; give a folder path")
+    if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+        raise BenchError(
+            f"{what} {folder}: {existing} is not readable and writable; give a folder you can "
+            "write to"
+        )
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

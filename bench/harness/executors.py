@@ -40,11 +40,20 @@ from bench.core.errors import BenchError
 from bench.data.images import ImageSet
 from bench.harness.train import RunPlan, train_run
 from bench.metrics.evaluate import Evaluator
+from bench.results.layout import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    ENV_FILE,
+    ERROR_FILE,
+    METRICS_FILE,
+    STATUS_FILE,
+    Status,
+)
 
-ERROR_FILE = "error.txt"  # traceback of the run's last attempt, when it crashed
 TOKEN_FILE = ".ray-driver-token"  # a Ray worker that can read this sees the results folder
-RESUME_FILES = ("checkpoint.pt", "metrics.csv", "status.json")  # what a resumed run reads
-EXIT_CODES = {"ok": 0, "diverged": 3, "crashed": 4}  # a worker process's status as exit code
+RESUME_FILES = (CHECKPOINT_FILE, METRICS_FILE, STATUS_FILE)  # what a resumed run reads
+# A worker process's status as exit code.
+EXIT_CODES = {Status.OK: 0, Status.DIVERGED: 3, Status.CRASHED: 4}
 STATUS_OF_EXIT = {code: status for status, code in EXIT_CODES.items()}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -93,14 +102,14 @@ def run_one(task: RunTask, say=print, context: RunContext | None = None) -> str:
             device = resolve_device(plan.config.train.device)
             context = run_context(plan.config, train, heldout, device)
         (plan.dir / ERROR_FILE).unlink(missing_ok=True)  # a retry: the last crash is history
-        io.write_json(plan.dir / "config.json", task.config_json)
-        io.write_json(plan.dir / "env.json", context.env)
+        io.write_json(plan.dir / CONFIG_FILE, task.config_json)
+        io.write_json(plan.dir / ENV_FILE, context.env)
         return train_run(plan, train, context.evaluator, context.device, say)
     except Exception as e:
         io.write_text(plan.dir / ERROR_FILE, traceback.format_exc())
         first = (str(e).splitlines() or [""])[0]
         say(f"[{plan.run_id}] crashed: {type(e).__name__}: {first} (see {plan.dir / ERROR_FILE})")
-        return "crashed"
+        return Status.CRASHED
 
 
 def run_in_process(tasks: list[RunTask], context: RunContext, say=print) -> dict[str, str]:
@@ -165,7 +174,7 @@ def _exit_with_parent() -> None:
 
     def watch() -> None:
         wait([parent.sentinel])  # readable once the parent has exited
-        os._exit(EXIT_CODES["crashed"])
+        os._exit(EXIT_CODES[Status.CRASHED])
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -232,7 +241,7 @@ def run_in_processes(tasks: list[RunTask], jobs: int, say=print) -> dict[str, st
                 for sentinel in wait(list(running)):
                     proc, task = running.pop(sentinel)
                     proc.join()
-                    statuses[task.plan.run_id] = STATUS_OF_EXIT.get(proc.exitcode, "crashed")
+                    statuses[task.plan.run_id] = STATUS_OF_EXIT.get(proc.exitcode, Status.CRASHED)
                     if proc.exitcode not in STATUS_OF_EXIT:
                         say(
                             f"[{task.plan.run_id}] crashed: its process exited with {proc.exitcode}"
@@ -280,7 +289,7 @@ def run_shipped(task: RunTask, files: dict[str, bytes]) -> tuple[str, dict[str, 
 
 def write_shipped(run_dir: Path, files: dict[str, bytes]) -> None:
     """The driver's side of ``run_shipped``: status.json last, so 'ok' means all is there."""
-    for name in sorted(files, key=lambda n: n == "status.json"):
+    for name in sorted(files, key=lambda n: n == STATUS_FILE):
         io.atomic_write(run_dir / name, lambda tmp, b=files[name]: Path(tmp).write_bytes(b))
     if ERROR_FILE not in files:
         (run_dir / ERROR_FILE).unlink(missing_ok=True)
@@ -341,7 +350,7 @@ def run_on_ray(
             try:
                 status, files = ray.get(ref)
             except Exception as e:  # the worker died (node lost, OOM...): this run only
-                status, files = "crashed", None
+                status, files = Status.CRASHED, None
                 say(f"[{t.plan.run_id}] crashed: Ray task failed: {type(e).__name__}")
             if files is not None:
                 write_shipped(t.plan.dir, files)

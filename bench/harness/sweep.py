@@ -22,14 +22,27 @@ import pandas as pd
 import torch
 
 from bench.core import io
-from bench.core.config import SweepConfig
+from bench.core.config import EvalConfig, SweepConfig
 from bench.core.env import resolve_device
 from bench.core.errors import BenchError
 from bench.data.images import ImageSet, limit_train_images, load_images
-from bench.harness.executors import ERROR_FILE, RunTask, check_executor, execute, run_context
+from bench.harness.executors import RunTask, check_executor, execute, run_context
 from bench.harness.train import RunPlan
-from bench.results.write import run_id
-from models import parse_model_spec
+from bench.metrics import samplers
+from bench.results import table as rt
+from bench.results.layout import (
+    BEST_FID,
+    BUDGET_REPRODUCIBLE,
+    CONFIG_FILE,
+    ERROR_FILE,
+    FINAL_FID,
+    FINISHED,
+    STATUS_FILE,
+    SWEEP_FILE,
+    Status,
+    run_id,
+)
+from models import MODELS, parse_model_spec
 from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config
 
@@ -71,6 +84,8 @@ def run_config(cfg: SweepConfig, spec, seed: int, rid: str) -> dict:
         "model_name": spec.name,
         "seed": seed,
         "model_params": asdict(model_config(spec, shared)),
+        # A seconds budget stops the run on measured time: another machine stops elsewhere.
+        BUDGET_REPRODUCIBLE: not cfg.train.budget_seconds,
         **{section: asdict(getattr(cfg, section)) for section in SHARED_SECTIONS},
     }
 
@@ -87,11 +102,51 @@ def plan_sweep(cfg: SweepConfig, out: Path) -> list[RunPlan]:
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"a model is listed twice: {labels}")
+    _check_samplers(cfg, specs)
     return [
         RunPlan(run_id(s.label, seed), s, seed, cfg, out / run_id(s.label, seed))
         for s in specs
         for seed in cfg.seeds
     ]
+
+
+def _check_samplers(cfg: SweepConfig, specs) -> None:
+    """Each sampler asked for must apply to some model of the sweep (samplers.applies_to).
+    The default list is exempt: in a sweep of AE, VAE and GAN its fitted samplers simply do
+    not apply to the GAN, and a GAN-only sweep with the defaults must still run."""
+    if cfg.eval.samplers == EvalConfig().samplers:
+        return
+    encoders = {MODELS[s.name].has_encoder for s in specs}
+    for name in cfg.eval.samplers:
+        if not any(samplers.applies_to(name, e) for e in encoders):
+            fits = (
+                ["prior"]
+                + ["gaussian, gmm"] * (True in encoders)
+                + ["trunc<T>"] * (False in encoders)
+            )
+            models = ", ".join(s.label for s in specs)
+            raise BenchError(
+                f"eval.samplers {name!r} applies to none of the models ({models}): gaussian and "
+                "gmm need an encoder (ae, vae), trunc<T> a model without one (gan); accepted "
+                f"for these: {', '.join(fits)}"
+            )
+
+
+def check_data_counts(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, say=print) -> None:
+    """Too few training images for one batch is refused; fewer real images than eval.fid_samples
+    is said once: the evaluator then uses N = all of them (Evaluator.n_fid)."""
+    name, batch = cfg.data.dataset, cfg.train.batch_size
+    if len(train) < batch:
+        raise BenchError(
+            f"dataset {name!r} has {len(train)} training images, fewer than train.batch_size "
+            f"{batch}; use --batch-size {len(train)} or less, or more training images"
+        )
+    real = train if cfg.eval.fid_split == "train" else heldout
+    if 0 < len(real) < cfg.eval.fid_samples:
+        say(
+            f"note: eval.fid_samples {cfg.eval.fid_samples} but {name!r} has {len(real)} "
+            f"{cfg.eval.fid_split} images: FID uses N={len(real)} (FIDs compare only at equal N)"
+        )
 
 
 def _first_difference(old: dict, new: dict) -> str | None:
@@ -111,7 +166,7 @@ def prepare_folder(
     With overwrite, run folders made with other shared settings (listed in this sweep or not)
     and listed runs with another config are removed, so the folder holds one setting again.
     """
-    sweep_file = out / "sweep.json"
+    sweep_file = out / SWEEP_FILE
     shared = {s: asdict(getattr(cfg, s)) for s in SHARED_SECTIONS}
     old = io.read_json(sweep_file) if sweep_file.exists() else None
     differs = old is not None and _first_difference(old, shared)
@@ -121,7 +176,7 @@ def prepare_folder(
         )
     wanted = {p.dir: run_config(cfg, p.spec, p.seed, p.run_id) for p in plans}
     stale = []
-    for cfg_file in sorted(out.glob("*/config.json")):
+    for cfg_file in sorted(out.glob(f"*/{CONFIG_FILE}")):
         run = io.read_json(cfg_file)
         other = _first_difference(run, shared)
         if other or wanted.get(cfg_file.parent, run) != run:
@@ -159,8 +214,8 @@ class RunsCrashed(click.ClickException):
 
 
 def _finished(plan: RunPlan) -> bool:
-    status_file = plan.dir / "status.json"
-    return status_file.exists() and io.read_json(status_file)["status"] in ("ok", "diverged")
+    status_file = plan.dir / STATUS_FILE
+    return status_file.exists() and io.read_json(status_file)["status"] in FINISHED
 
 
 def run_sweep(
@@ -182,11 +237,13 @@ def run_sweep(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     check_executor(executor, jobs, ray_address)
     plans = plan_sweep(cfg, out)
+    io.check_writable_folder(out)
     # On a cluster the driver's hardware says nothing about the workers': they resolve it.
     device = torch.device("cpu") if ray_address else resolve_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     train, heldout = load_sweep_data(cfg, data_root, say)
+    check_data_counts(cfg, train, heldout, say)
     context = run_context(cfg, train, heldout, device)
     out.mkdir(parents=True, exist_ok=True)
     prepare_folder(cfg, out, plans, overwrite, say)
@@ -201,7 +258,7 @@ def run_sweep(
     tasks = [RunTask(p, run_config(cfg, p.spec, p.seed, p.run_id), (train, heldout)) for p in todo]
     statuses = execute(tasks, context, executor, jobs, ray_address, say)
     summary = summarize(out, plans, statuses)
-    crashed = sorted(rid for rid, status in statuses.items() if status == "crashed")
+    crashed = sorted(rid for rid, status in statuses.items() if status == Status.CRASHED)
     if crashed:
         say("\n" + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         raise RunsCrashed(
@@ -211,30 +268,33 @@ def run_sweep(
     return summary
 
 
+SUMMARY_COLUMNS = (FINAL_FID, BEST_FID, "recon_mse", "psnr", "kl_nats")  # of the printout
+
+
 def summarize(out: Path, plans: list[RunPlan], statuses: dict | None = None) -> pd.DataFrame:
-    """One row per run; ``statuses`` (run_id -> status of this invocation) marks crashes."""
+    """One row per run; ``statuses`` (run_id -> status of this invocation) marks crashes.
+
+    Final values as `bench report` reads them (bench.results.table); a planned run without a
+    folder is Status.MISSING.
+    """
+    found = [p.dir for p in plans if (p.dir / CONFIG_FILE).is_file()]
+    runs, metrics = rt.read_runs(found, out) if found else (None, None)
+    by_path = {} if runs is None else {Path(r.path): r for r in runs.itertuples()}
+    finals = {} if metrics is None else rt.final_values(metrics)
     rows = []
     for plan in plans:
-        frame = (
-            pd.read_csv(plan.dir / "metrics.csv") if (plan.dir / "metrics.csv").exists() else None
-        )
-        status = (
-            io.read_json(plan.dir / "status.json") if (plan.dir / "status.json").exists() else {}
-        )
+        run = by_path.get(plan.dir)
+        status = Status.MISSING if run is None else run.status
+        if (statuses or {}).get(plan.run_id) == Status.CRASHED:
+            status = Status.CRASHED
         row = {
             "run": plan.run_id,
             "model": plan.spec.label,
             "seed": plan.seed,
-            "status": "crashed"
-            if (statuses or {}).get(plan.run_id) == "crashed"
-            else status.get("status", "missing"),
-            "epochs": status.get("epoch"),
+            "status": str(status),
+            "epochs": None if run is None or pd.isna(run.epochs_done) else int(run.epochs_done),
         }
-        if frame is not None and len(frame):
-            last = frame[~frame["metric"].str.startswith(("train/", "cost/"))]
-            last = last.sort_values("epoch").groupby("metric")["value"].last()
-            for metric in ("final_fid", "best_fid", "recon_mse", "psnr", "kl_nats"):
-                if metric in last:
-                    row[metric] = last[metric]
+        final = finals.get(run.run, {}) if run is not None else {}
+        row.update({m: final[m] for m in SUMMARY_COLUMNS if m in final})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,7 +22,9 @@ from bench.core.config import EvalConfig
 from bench.core.errors import BenchError
 from bench.data.images import ImageSet
 from bench.data.pixels import to_model_space
-from bench.metrics import samplers
+from bench.metrics import fid, image_metrics, registry, samplers
+from bench.metrics.feature_metrics import fid_infinity_from_features
+from bench.metrics.image_metrics import latent_path_smoothness
 from bench.metrics.samplers import SAMPLE_SEED, generate, reconstruct
 
 INTERP_PAIRS, INTERP_STEPS = 8, 10  # latent interpolation at the final evaluation
@@ -35,60 +37,17 @@ class MetricValue:
     n: int | None = None
 
 
+@dataclass
+class Evaluation:
+    """What one evaluation of a model produced."""
+
+    metrics: list[MetricValue]
+    # Pictures besides samples.png, name -> (images in [0, 1], nrow; None: a square grid).
+    pictures: dict[str, tuple[torch.Tensor, int | None]] = field(default_factory=dict)
+
+
 def _interp_generator() -> torch.Generator:
     return torch.Generator().manual_seed(SAMPLE_SEED + 1)  # not the FID latents
-
-
-def _kid(fake_feats, real_feats, fake, real, fid_value):
-    from bench.metrics.feature_metrics import kid
-
-    # Subsets of at most 1000 (Binkowski et al. 2018); 100 subsets at large N, fewer when small.
-    mean, std = kid(real_feats, fake_feats, subsets=100, subset_size=1000)
-    return {"kid_mean": mean, "kid_std": std}
-
-
-def _prdc(fake_feats, real_feats, fake, real, fid_value):
-    from bench.metrics.feature_metrics import density_coverage, precision_recall
-
-    precision, recall = precision_recall(real_feats, fake_feats, k=3)
-    density, coverage = density_coverage(real_feats, fake_feats, k=5)
-    return {"precision": precision, "recall": recall, "density": density, "coverage": coverage}
-
-
-def _sharpness(fake_feats, real_feats, fake, real, fid_value):
-    from bench.metrics.image_metrics import sharpness_ratio
-
-    return {"sharpness": sharpness_ratio(fake, real.float() / 255)}
-
-
-def _diversity(fake_feats, real_feats, fake, real, fid_value):
-    from bench.metrics.image_metrics import batch_diversity
-
-    # Mean pairwise distance within 200 samples relative to 200 real images: falls towards 0
-    # when the generator collapses onto a few modes.
-    n = min(200, len(fake), len(real))
-    return {"diversity": batch_diversity(fake[:n]) / batch_diversity(real[:n].float() / 255)}
-
-
-def _memorization(fake_feats, real_feats, fake, real, fid_value):
-    from bench.metrics.feature_metrics import memorization
-
-    m = memorization(real_feats, fake_feats, fid_train=fid_value)
-    return {
-        "mem_dist_mean": m["mem_dist_mean"],
-        "mem_dist_q05": m["mem_dist_q05"],
-        "mifid": m["mifid"],
-    }
-
-
-# name -> fn(fake_feats, real_feats, fake_images01, real_images_uint8, fid) -> {metric: value}
-EXTRAS = {
-    "kid": _kid,
-    "prdc": _prdc,
-    "sharpness": _sharpness,
-    "diversity": _diversity,
-    "memorization": _memorization,
-}
 
 
 @contextlib.contextmanager
@@ -116,9 +75,10 @@ class Evaluator:
         """``train_images`` (uint8, what the model trained on): fitted samplers (gaussian,
         gmm) are fitted to their codes at the final evaluation; None skips those samplers."""
 
-        unknown = sorted(set(cfg.extras) - set(EXTRAS))
+        extras = registry.feature_metrics()
+        unknown = sorted(set(cfg.extras) - set(extras))
         if unknown:
-            raise BenchError(f"unknown eval.extras {unknown[0]!r}; accepted: {', '.join(EXTRAS)}")
+            raise BenchError(f"unknown eval.extras {unknown[0]!r}; accepted: {', '.join(extras)}")
         self.samplers = list(getattr(cfg, "samplers", ["prior"]))
         for name in self.samplers:
             samplers.parse_sampler_name(name)  # an unknown name fails now, not after training
@@ -126,61 +86,116 @@ class Evaluator:
         self.train_images = train_images
         self.n_fid = min(cfg.fid_samples, len(fid_real))
         self.heldout_images = heldout.images[: cfg.heldout_images]
-        self._real = None
-        self.evaluations = 0
-        # Pictures made by the last evaluation besides samples.png: name -> (images, nrow).
-        self.pictures: dict[str, tuple[torch.Tensor, int | None]] = {}
+        self.n_track = min(getattr(cfg, "track_n", 0), self.n_fid)  # no FID: no tracking
+        # Real-image statistics depend only on the real data, so one evaluator can serve every
+        # run of a sweep; nothing else about a run is kept here.
+        self._real, self._real_track, self._train = None, None, None
+
+    def _real_stats(self, n: int, exact: bool):
+        r = self.fid_real
+        key = {
+            "dataset": r.dataset,
+            "split": r.split,
+            "image_size": r.images.shape[-1],
+            "n": n,
+            "pixels": r.fingerprint,
+        }
+        return fid.real_statistics(key, r.images[:n], device=self.device, exact=exact)
 
     def real_statistics(self):
-        from bench.metrics import fid
-
         if self._real is None:
-            r = self.fid_real
-            key = {
-                "dataset": r.dataset,
-                "split": r.split,
-                "image_size": r.images.shape[-1],
-                "n": self.n_fid,
-                "pixels": r.fingerprint,
-            }
-            self._real = fid.real_statistics(
-                key, r.images[: self.n_fid], device=self.device, exact=self.cfg.fid_exact
-            )
+            self._real = self._real_stats(self.n_fid, self.cfg.fid_exact)
         return self._real
 
+    def train_statistics(self):
+        """(mu, sigma, features) of the first n_fid training images, cached like the real
+        statistics, for metrics registered against_train; None without training images.
+        Under fid_split=train they are the FID reference statistics themselves (the same
+        images), so values are unchanged there and nothing is computed twice."""
+        if self.fid_real.split == "train":
+            return self.real_statistics()
+        if self.train_images is None or len(self.train_images) == 0:
+            return None
+        if self._train is None:
+            images = self.train_images[: self.n_fid]
+            key = {
+                "dataset": self.fid_real.dataset,
+                "split": "train",
+                "image_size": images.shape[-1],
+                "n": len(images),
+            }
+            self._train = fid.real_statistics(
+                key, images, device=self.device, exact=self.cfg.fid_exact
+            )
+        return self._train
+
+    def _against_train(self, feats, fid_value: float):
+        """(train features, train images, FID(train, fake)) or None (no training images)."""
+        stats = self.train_statistics()
+        if stats is None:
+            return None
+        mu, sigma, train_feats = stats
+        if self.fid_real.split != "train":
+            fid_value = float(fid.frechet_distance(*fid.feature_stats(feats), mu, sigma))
+        return train_feats, self.train_images[: len(train_feats)], fid_value
+
     @torch.no_grad()
-    def __call__(self, model, final: bool = False) -> list[MetricValue]:
+    def track(self, model) -> list[MetricValue]:
+        """A tracked point: FID and KID of ``n_track`` samples (the fixed sample seed, so points
+        differ by the model only) against the first ``n_track`` real images, always on the
+        fast Inception path; under isolated_rng and in eval mode like every evaluation."""
+        if self.n_track < 2:  # a covariance needs two samples
+            return []
+        if self._real_track is None:
+            self._real_track = self._real_stats(self.n_track, exact=False)
+        mu_real, sigma_real, real_feats = self._real_track
+        was_training = model.training
+        model.eval()
+        try:
+            with isolated_rng(model.device):
+                fake = generate(model, self.n_track)
+                feats = fid.inception_features(fake, device=self.device, exact=False)
+                value = float(fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real))
+                real = self.fid_real.images[: self.n_track]
+                kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
+        finally:
+            model.train(was_training)
+        return [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]
+
+    @torch.no_grad()
+    def __call__(self, model, final: bool = False, *, index: int = 1) -> Evaluation:
+        """Evaluate ``model``; ``index`` numbers this evaluation within its run (1, 2, ...),
+        counted by the caller from the run's own epochs: ``eval.extras_every`` applies to it."""
         # Evaluation must not move training's random streams: building Inception the first
         # time in a process draws from the global RNG (its init runs before the weights load),
         # which would make a run's numbers depend on the runs before it in the process.
         with isolated_rng(model.device):
-            return self._evaluate(model, final)
+            return self._evaluate(model, final, index)
 
-    def _evaluate(self, model, final: bool) -> list[MetricValue]:
+    def _evaluate(self, model, final: bool, index: int) -> Evaluation:
         was_training = model.training
         model.eval()
-        self.evaluations += 1
-        self.pictures = {}
+        result = Evaluation([])
         try:
-            out = self._sample_metrics(model, final) + self._heldout_metrics(model)
+            result.metrics += self._sample_metrics(model, final, self._extras_due(final, index))
+            result.metrics += self._heldout_metrics(model)
             if final:  # fitted samplers need the trained encoder: only at the end
-                out += self._sampler_metrics(model) + self._interpolation_metrics(model)
-            return out
+                result.metrics += self._sampler_metrics(model, result.pictures)
+                result.metrics += self._interpolation_metrics(model, result.pictures)
+            return result
         finally:
             model.train(was_training)
 
-    def _extras_due(self, final: bool) -> bool:
+    def _extras_due(self, final: bool, index: int) -> bool:
         every = self.cfg.extras_every
-        return final or (every > 0 and self.evaluations % every == 0)
+        return final or (every > 0 and index % every == 0)
 
-    def _sample_metrics(self, model, final: bool) -> list[MetricValue]:
+    def _sample_metrics(self, model, final: bool, extras: bool) -> list[MetricValue]:
         if self.n_fid == 0:
             return []
         fake = generate(model, self.n_fid)
-        out, feats = self._feature_metrics(fake, self._extras_due(final), suffix="")
+        out, feats = self._feature_metrics(fake, extras, suffix="")
         if final and self.cfg.fid_inf:
-            from bench.metrics.feature_metrics import fid_infinity_from_features
-
             # Chong & Forsyth 2020: FID is linear in 1/N; 5 points keep the cost bounded.
             n = self.n_fid
             ns = sorted({max(n // k, 50) for k in (5, 4, 3, 2, 1)})
@@ -191,8 +206,6 @@ class Evaluator:
     def _feature_metrics(self, fake, extras: bool, suffix: str):
         """FID (and the extras) of generated images in [0, 1], from one Inception pass;
         every metric name gets ``suffix`` (e.g. '@gmm'). Returns (metrics, features)."""
-        from bench.metrics import fid
-
         mu_real, sigma_real, real_feats = self.real_statistics()
         feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
         result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
@@ -202,13 +215,28 @@ class Evaluator:
             out.append(MetricValue("fid_sqrtm_eps" + suffix, result.eps_added, n))
             out.append(MetricValue("fid_sqrtm_max_imag" + suffix, result.max_imag, n))
         if extras:
-            real = self.fid_real.images[:n]
-            for name in self.cfg.extras:
-                values = EXTRAS[name](feats, real_feats, fake, real, float(result))
-                out += [MetricValue(k + suffix, float(v), n) for k, v in values.items()]
+            out += self._extras(feats, fake, real_feats, float(result), suffix)
         return out, feats
 
-    def _sampler_metrics(self, model) -> list[MetricValue]:
+    def _extras(self, feats, fake, real_feats, fid_value: float, suffix: str) -> list[MetricValue]:
+        """eval.extras of one sample set: against the FID reference images, or against the
+        training images for metrics registered against_train (memorisation)."""
+        n, out = self.n_fid, []
+        against_real = (real_feats, self.fid_real.images[:n], fid_value)
+        against_train = None
+        for name in self.cfg.extras:
+            reference = against_real
+            if registry.feature_metrics()[name].against_train:
+                against_train = against_train or self._against_train(feats, fid_value)
+                if against_train is None:
+                    continue  # no training images given: no memorisation rows
+                reference = against_train
+            ref_feats, ref_images, ref_fid = reference
+            values = registry.compute(name, feats, ref_feats, fake, ref_images, ref_fid)
+            out += [MetricValue(k + suffix, float(v), n) for k, v in values.items()]
+        return out
+
+    def _sampler_metrics(self, model, pictures: dict) -> list[MetricValue]:
         """FID and extras as ``<metric>@<sampler>`` for each non-prior sampler that applies:
         gaussian / gmm fitted to the training codes (Ghosh et al. 2020) for models with an
         encoder, truncation (Brock et al. 2019) for the GAN. Same N and sample seed as 'fid'."""
@@ -222,17 +250,15 @@ class Evaluator:
             # seed 0 fixes the GMM's k-means++ start: a re-evaluation refits the same density
             sampler = samplers.fit_sampler(name, model, self.train_images, seed=0)
             fake = samplers.sample_images(model, sampler, self.n_fid, SAMPLE_SEED)
-            self.pictures[f"samples@{name}"] = (fake[: self.cfg.grid_images], None)
+            pictures[f"samples@{name}"] = (fake[: self.cfg.grid_images], None)
             out += self._feature_metrics(fake, extras=True, suffix="@" + name)[0]
         return out
 
-    def _interpolation_metrics(self, model) -> list[MetricValue]:
+    def _interpolation_metrics(self, model, pictures: dict) -> list[MetricValue]:
         """Evenness of decoded straight-line paths (bench.metrics.image_metrics.latent_path_smoothness):
         AE/VAE between the codes of fixed held-out pairs, the GAN between fixed prior draws."""
-        from bench.metrics.image_metrics import latent_path_smoothness
-
         pairs, steps = INTERP_PAIRS, INTERP_STEPS
-        if samplers.has_encoder(model):
+        if model.has_encoder:
             if len(self.heldout_images) < 2:
                 return []
             pairs = min(pairs, len(self.heldout_images) // 2)
@@ -247,15 +273,13 @@ class Evaluator:
             cvs.append(cv)
             lengths.append(length)
             strips.append(frames)
-        self.pictures["interpolation"] = (torch.cat(strips[:4]), steps)  # one row per pair
+        pictures["interpolation"] = (torch.cat(strips[:4]), steps)  # one row per pair
         return [
             MetricValue("interp_cv", sum(cvs) / pairs, pairs),
             MetricValue("interp_length", sum(lengths) / pairs, pairs),
         ]
 
     def _heldout_metrics(self, model) -> list[MetricValue]:
-        from bench.metrics import image_metrics
-
         real = self.heldout_images
         if len(real) == 0:
             return []

@@ -7,6 +7,7 @@ features adds ~0.25 GiB (measured, float64 copies of the inputs included).
 FID itself lives in bench.metrics.fid; this module only calls it.
 """
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -78,6 +79,10 @@ def kid(
     (mean, std) over subsets, std with ddof=0 like the paper's code and torchmetrics.
     Computed in float64 (the three kernel sums nearly cancel).
 
+    std is NaN unless a subset is smaller than both sets: when it takes a whole set, that
+    side never varies between subsets (at N <= subset_size every subset is the same pair of
+    sets and std is ~1e-16, which would read as "no uncertainty"). The mean is unaffected.
+
     The kernel and estimator are torchmetrics' `poly_mmd`; only the subset sampling is ours,
     because torchmetrics draws subsets from torch's global RNG and refuses N < subset_size.
     """
@@ -94,7 +99,8 @@ def kid(
         real_idx = torch.from_numpy(rng.choice(real_t.shape[0], m, replace=False))
         fake_idx = torch.from_numpy(rng.choice(fake_t.shape[0], m, replace=False))
         mmds.append(float(poly_mmd(real_t[real_idx], fake_t[fake_idx])))
-    return float(np.mean(mmds)), float(np.std(mmds))
+    proper = m < min(real_t.shape[0], fake_t.shape[0])
+    return float(np.mean(mmds)), float(np.std(mmds)) if proper else math.nan
 
 
 def _fraction_in_any_ball(

@@ -1,8 +1,10 @@
-"""Load a results folder into tables and aggregate them over seeds.
+"""The one reader of results folders, and the aggregation of its tables over seeds.
 
-Reads the layout `bench run` writes (<run>/config.json, status.json, env.json, metrics.csv;
-see the brief). Everything after `load_runs` is a pure function of DataFrames, so the
-numbers in REPORT.md can be recomputed and unit-tested without files.
+Reads the layout `bench run` writes (bench.results.layout). Every command (report, claims,
+baseline, check, the sweep summary) finds runs with `find_run_dirs`, takes "the final value
+of a metric" from `final_metrics` and treats unfinished runs (`unfinished`) alike: listed,
+never part of a final value. Everything after `load_runs` is a pure function of DataFrames,
+so the numbers in REPORT.md can be recomputed and unit-tested without files.
 """
 
 import math
@@ -15,52 +17,52 @@ from scipy import stats
 
 from bench.core.errors import BenchError
 from bench.core.io import read_json
+from bench.results.layout import (
+    BEST_FID,
+    BEST_FID_EPOCH,
+    BUDGET_REPRODUCIBLE,
+    CONFIG_FILE,
+    COST_PREFIX,
+    CUM_IMAGES,
+    CUM_TRAIN_FLOPS,
+    CUM_TRAIN_SECONDS,
+    CUMULATIVE_PREFIX,
+    ENV_FILE,
+    ERROR_FILE,
+    FINAL_FID,
+    FINISHED,
+    METRICS_FILE,
+    STATUS_FILE,
+    SUMMARY_METRICS,
+    TRACK_FID,
+    TRACK_PREFIX,
+    TRAIN_PREFIX,
+    Status,
+)
 
-TRAIN_PREFIX = "train/"
-COST_PREFIX = "cost/"  # run time / memory rows (cost/train_seconds, cost/peak_rss_mib, ...)
-SUMMARY_METRICS = ("best_fid", "best_fid_epoch", "final_fid")
 ID_COLUMNS = ("run", "label", "model", "model_name", "seed", "status")
 METRICS_COLUMNS = ("run", "label", "model", "model_name", "seed", "epoch", "step", "metric")
-# -1: lower is better, +1: higher is better. Metrics not listed (KL, sharpness, ...) have no
-# better direction: KL is a rate/distortion trade-off, not a score, so it is never bolded.
-METRIC_DIRECTION = {
-    "fid": -1,
-    "best_fid": -1,
-    "final_fid": -1,
-    "fid@gmm": -1,
-    "interp_cv": -1,
-    "fid_gap": -1,
-    "fid_gap_rel": -1,
-    "recon_mse": -1,
-    "kid_mean": -1,
-    "psnr": 1,
-    "ssim": 1,
-    "precision": 1,
-    "recall": 1,
-    "density": 1,
-    "coverage": 1,
-    "inception_score": 1,
-}
 # Keys looked up (anywhere in the nested dicts) for header facts; first hit wins.
 COMMIT_KEYS = ("git_commit", "commit", "git_sha", "sha")
 FID_WEIGHTS_KEYS = ("fid_weights", "fid_weights_source", "weights_source", "inception_weights")
 
 
 def find_run_dirs(results_dir: Path) -> list[Path]:
-    """Run folders under results_dir: a config.json next to a metrics.csv or a status.json.
+    """Run folders anywhere under results_dir (a sweep folder or a parent of sweeps): a
+    config.json next to a metrics.csv, a status.json or an error file.
 
-    status.json alone counts too, so a run that started but has not finished its first
-    epoch is listed as running instead of being silently absent.
+    status.json or the error file alone count too, so a run that started but has not
+    finished its first epoch (or crashed in it) is listed instead of being silently absent.
     """
     found = {
         p.parent
-        for p in Path(results_dir).rglob("config.json")
-        if (p.parent / "metrics.csv").is_file() or (p.parent / "status.json").is_file()
+        for p in Path(results_dir).rglob(CONFIG_FILE)
+        if any((p.parent / f).is_file() for f in (METRICS_FILE, STATUS_FILE, ERROR_FILE))
     }
     return sorted(found)
 
 
-def _find_key(obj, keys: tuple[str, ...]):
+def find_key(obj, keys: tuple[str, ...]):
     """First value stored under one of `keys` in nested dicts (breadth first), else None."""
     queue = [obj]
     while queue:
@@ -74,15 +76,29 @@ def _find_key(obj, keys: tuple[str, ...]):
     return None
 
 
-def _read_json_or_empty(path: Path) -> dict:
+def read_run_json(run_dir: Path, name: str) -> dict:
+    """A run folder's JSON file (CONFIG_FILE, STATUS_FILE, ENV_FILE) or {} if absent."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return {}
     try:
-        return read_json(path)
+        obj = read_json(path)
     except ValueError as e:
         raise BenchError(
             f"{path} is not valid JSON ({e}); expected a file written by bench run"
         ) from e
+    if not isinstance(obj, dict):
+        raise BenchError(f"{path} is not a JSON object; expected a file written by bench run")
+    return obj
+
+
+def run_status(run_dir: Path, status: dict) -> Status | str:
+    """status.json's status, UNKNOWN without one; CRASHED when an unfinished run left an
+    error file (the executor writes it on a crash and removes it when the run is retried)."""
+    value = status.get("status") or Status.UNKNOWN
+    if value not in FINISHED and (Path(run_dir) / ERROR_FILE).is_file():
+        return Status.CRASHED
+    return value
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -95,10 +111,27 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+# What env.json says about how a run's numbers were made (bench.metrics.fid.provenance and
+# bench.core.env.environment write them); None where an older run did not record it.
+PROVENANCE_KEYS = (
+    "fid_weights_sha1",
+    "fid_numerics",
+    "device",
+    "device_name",
+    "cpu_name",
+    "threads",
+)
+
+
+def run_provenance(env: dict) -> dict:
+    """The PROVENANCE_KEYS of a run's env.json (found anywhere in its nested dicts)."""
+    return {k: find_key(env, (k,)) for k in PROVENANCE_KEYS}
+
+
 def _run_row(run_dir: Path, results_dir: Path) -> dict:
-    config = _read_json_or_empty(run_dir / "config.json")
-    status = _read_json_or_empty(run_dir / "status.json")
-    env = _read_json_or_empty(run_dir / "env.json")
+    config = read_run_json(run_dir, CONFIG_FILE)
+    status = read_run_json(run_dir, STATUS_FILE)
+    env = read_run_json(run_dir, ENV_FILE)
     data, train = config.get("data") or {}, config.get("train") or {}
     rel = run_dir.relative_to(results_dir).as_posix()
     row = {
@@ -109,7 +142,7 @@ def _run_row(run_dir: Path, results_dir: Path) -> dict:
         "model": config.get("model", run_dir.name),
         "model_name": config.get("model_name"),
         "seed": config.get("seed"),
-        "status": status.get("status", "unknown"),
+        "status": run_status(run_dir, status),
         "diverged_step": status.get("diverged_step"),
         "reason": status.get("reason"),
         "epochs_done": status.get("epoch"),
@@ -117,18 +150,25 @@ def _run_row(run_dir: Path, results_dir: Path) -> dict:
         "dataset": data.get("dataset", data.get("name")),
         "image_size": data.get("image_size"),
         "epochs": train.get("epochs"),
+        "budget": budget_text(train),
+        # Older configs lack the flag: only a seconds budget depends on the machine.
+        "budget_reproducible": config.get(BUDGET_REPRODUCIBLE, not train.get("budget_seconds")),
         "data_source": env.get("data_source"),
         "fid_split": (config.get("eval") or {}).get("fid_split"),
         "fid_exact": (config.get("eval") or {}).get("fid_exact"),
-        "fid_weights": _find_key({"env": env, "eval": config.get("eval")}, FID_WEIGHTS_KEYS),
-        "commit": _find_key(env, COMMIT_KEYS),
-        "device": _find_key(env, ("device",)),
-        "device_name": _find_key(env, ("device_name",)),
-        "threads": _find_key(env, ("threads",)),
+        "fid_weights": find_key({"env": env, "eval": config.get("eval")}, FID_WEIGHTS_KEYS),
+        "commit": find_key(env, COMMIT_KEYS),
+        **run_provenance(env),
     }
     for k, v in _flatten(config.get("model_params") or {}).items():
         row[k if k not in row else f"param_{k}"] = v
     return row
+
+
+def budget_text(train: dict) -> str | None:
+    """'budget_flops=2e+12, budget_seconds=600' from config.json's train.budget_* (0 = none)."""
+    set_ = {k: v for k, v in train.items() if k.startswith("budget_") and v}
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(set_.items())) or None
 
 
 def _natural_key(text: str) -> tuple:
@@ -161,7 +201,7 @@ def model_order(runs_df: pd.DataFrame) -> list[str]:
 
 
 def _read_metrics(run_dir: Path, run: dict) -> pd.DataFrame | None:
-    path = run_dir / "metrics.csv"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
         return None
     try:
@@ -188,13 +228,20 @@ def load_runs(results_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     metrics_df: all metrics.csv rows, long format, with the run's id columns.
     """
     results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"results folder {results_dir} not found; give a bench run --out folder")
     run_dirs = find_run_dirs(results_dir)
     if not run_dirs:
         raise BenchError(
             f"no runs found under {results_dir}; expected <run>/config.json with metrics.csv "
             "or status.json (as written by bench run --out)"
         )
-    runs = _add_labels(pd.DataFrame([_run_row(d, results_dir) for d in run_dirs]))
+    return read_runs(run_dirs, results_dir)
+
+
+def read_runs(run_dirs: list[Path], results_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """load_runs for given run folders (at least one) under results_dir."""
+    runs = _add_labels(pd.DataFrame([_run_row(d, Path(results_dir)) for d in run_dirs]))
     frames = [_read_metrics(d, r) for d, r in zip(run_dirs, runs.to_dict("records"), strict=True)]
     frames = [f for f in frames if f is not None and len(f)]
     numeric = ("seed", "epoch", "step", "value", "n")
@@ -213,20 +260,21 @@ def _is_train(metric: pd.Series) -> pd.Series:
 
 
 def _is_eval(metric: pd.Series) -> pd.Series:
-    """Evaluation metrics: neither train/*, cost/* nor the end-of-run summary rows."""
+    """Evaluation metrics: neither train/*, cost/*, track/* (small-N points during training,
+    see tracked_fid) nor the end-of-run summary rows."""
     m = metric.astype(str)
-    return ~m.str.startswith((TRAIN_PREFIX, COST_PREFIX)) & ~m.isin(SUMMARY_METRICS)
+    return ~m.str.startswith((TRAIN_PREFIX, COST_PREFIX, TRACK_PREFIX)) & ~m.isin(SUMMARY_METRICS)
 
 
 def _id_cols(df: pd.DataFrame) -> list[str]:
     return [c for c in ID_COLUMNS if c in df.columns]
 
 
-def _last_per_run(rows: pd.DataFrame) -> pd.DataFrame:
-    """Value of each (run, metric) at its last epoch/step; a NaN there stays NaN."""
+def _last_per_run(rows: pd.DataFrame, values: str = "value") -> pd.DataFrame:
+    """`values` of each (run, metric) at its last epoch/step; a NaN there stays NaN."""
     rows = rows.sort_values(["epoch", "step"], na_position="first", kind="stable")
     last = rows.drop_duplicates(["run", "metric"], keep="last")
-    return last.pivot(index="run", columns="metric", values="value")
+    return last.pivot(index="run", columns="metric", values=values)
 
 
 def _fid_summary_from_curve(fid: pd.DataFrame) -> pd.DataFrame:
@@ -239,9 +287,9 @@ def _fid_summary_from_curve(fid: pd.DataFrame) -> pd.DataFrame:
     for run, g in fid.groupby("run", sort=False):
         best = g.iloc[g["value"].to_numpy().argmin()]
         out[run] = {
-            "best_fid": best["value"],
-            "best_fid_epoch": best["epoch"],
-            "final_fid": g["value"].iloc[-1],
+            BEST_FID: best["value"],
+            BEST_FID_EPOCH: best["epoch"],
+            FINAL_FID: g["value"].iloc[-1],
         }
     return pd.DataFrame.from_dict(out, orient="index", columns=list(SUMMARY_METRICS))
 
@@ -260,6 +308,43 @@ def final_metrics(metrics_df: pd.DataFrame) -> pd.DataFrame:
     summary = summary.combine_first(computed).reindex(columns=list(SUMMARY_METRICS))
     out = ids.join(wide.astype(float), how="left").join(summary.astype(float), how="left")
     return out.reset_index()
+
+
+def final_values(metrics_df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """run -> {metric: final value (final_metrics)} for the eval and summary metrics that
+    run recorded: no NaN filler for metrics that only other runs have."""
+    final = final_metrics(metrics_df).set_index("run")
+    recorded = metrics_df.groupby("run")["metric"].agg(set)
+    out = {}
+    for run, row in final.iterrows():
+        names = recorded.get(run, set())
+        if "fid" in names:  # summary rows are computed from the curve until written
+            names = names | set(SUMMARY_METRICS)
+        out[run] = {m: float(row[m]) for m in final.columns if m in names}
+    return out
+
+
+def final_counts(metrics_df: pd.DataFrame) -> pd.DataFrame:
+    """Samples (column n) behind each final value: run x metric, as final_metrics picks it."""
+    evals = metrics_df[_is_eval(metrics_df["metric"])]
+    summary = metrics_df[metrics_df["metric"].isin(SUMMARY_METRICS)]
+    return _last_per_run(evals, "n").join(_last_per_run(summary, "n"), how="outer")
+
+
+def unfinished(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Runs without final values (running, crashed, unknown): every command lists them and
+    leaves them out of final means, claims, baselines and checks."""
+    return runs_df[~runs_df["status"].isin(FINISHED)]
+
+
+def unfinished_note(runs_df: pd.DataFrame) -> str | None:
+    """'2 unfinished runs left out of final values: vae-seed1 (running), ...' or None."""
+    left = unfinished(runs_df)
+    if left.empty:
+        return None
+    names = ", ".join(f"{r.run} ({r.status})" for r in left.itertuples())
+    plural = "s" if len(left) > 1 else ""
+    return f"{len(left)} unfinished run{plural} left out of final values: {names}"
 
 
 def loss_oscillation(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
@@ -287,13 +372,21 @@ RUN_SECONDS = "cost/run_seconds"  # derived per run: the whole run's wall time (
 
 
 def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB), and
-    RUN_SECONDS: the sum over epochs of cost/epoch_wall_seconds (training, evaluation and
-    pictures; setup and checkpoint writes excluded) or, for epochs recorded before that row
-    existed, of cost/train_seconds + cost/eval_seconds.
+    """Per run, the mean over epochs of each cost/* metric (seconds, images/s, peak MiB), the
+    last value of each cumulative cost/cum_* counter (total images, training FLOPs, training
+    seconds: a mean of running totals means nothing), and RUN_SECONDS: the sum over epochs
+    of cost/epoch_wall_seconds (training, evaluation and pictures; setup and checkpoint
+    writes excluded) or, for epochs recorded before that row existed, of
+    cost/train_seconds + cost/eval_seconds.
     """
-    cost = metrics_df[metrics_df["metric"].astype(str).str.startswith(COST_PREFIX)]
+    metric = metrics_df["metric"].astype(str)
+    cost = metrics_df[
+        metric.str.startswith(COST_PREFIX) & ~metric.str.startswith(CUMULATIVE_PREFIX)
+    ]
     out = cost.groupby(["run", "metric"])["value"].mean().unstack("metric").astype(float)
+    totals = metrics_df[metric.str.startswith(CUMULATIVE_PREFIX)]
+    if len(totals):
+        out = out.join(_last_per_run(totals).astype(float), how="outer")
     per_epoch = cost.pivot_table("value", ["run", "epoch"], "metric", aggfunc="sum")
     if "cost/train_seconds" in per_epoch:  # epoch by epoch: a run may have resumed across versions
         wall = per_epoch["cost/train_seconds"] + per_epoch.get("cost/eval_seconds", 0.0)
@@ -308,14 +401,26 @@ def per_run_stability(
     metrics_df: pd.DataFrame, runs_df: pd.DataFrame, window: int = 5
 ) -> pd.DataFrame:
     """One row per run of runs_df: id columns, diverged_step, best_fid, best_fid_epoch,
-    final_fid, fid_gap = final − best, fid_gap_rel = gap / best, and osc/<term> for every
-    train/* term (see loss_oscillation).
+    final_fid, fid_gap = final − best, fid_gap_rel = gap / best, osc/<term> for every
+    train/* term (see loss_oscillation), the collapse indicators, and the TRACK_COLUMNS
+    (tracked_stability; NaN and UNKNOWN for runs without tracked points).
+
+    The gap of a run with tracked points is that of its tracked FID (all at one N, >= 10
+    points); only runs without them take it from the per-epoch evaluations, which are often
+    just two (then the gap is 0 by construction).
     """
     cols = [*_id_cols(runs_df), "diverged_step"]
     fid = final_metrics(metrics_df).set_index("run")[list(SUMMARY_METRICS)]
     out = runs_df[cols].set_index("run").join(fid, how="left")
     out["fid_gap"] = out["final_fid"] - out["best_fid"]
     out["fid_gap_rel"] = out["fid_gap"] / out["best_fid"]
+    tracked = tracked_stability(metrics_df, window)
+    if len(tracked):
+        out = out.join(tracked, how="left")
+        has = out["track_points"].notna()
+        out.loc[has, "fid_gap"] = out.loc[has, "track_final_fid"] - out.loc[has, "track_best_fid"]
+        out.loc[has, "fid_gap_rel"] = out.loc[has, "fid_gap"] / out.loc[has, "track_best_fid"]
+        out["convergence"] = out["convergence"].fillna(UNKNOWN_CONVERGENCE)
     out = out.join(loss_oscillation(metrics_df, window).astype(float), how="left")
     out = out.join(collapse_indicators(metrics_df), how="left")
     return out.reset_index()
@@ -323,13 +428,21 @@ def per_run_stability(
 
 COLLAPSE_SIGNALS = ("recall", "coverage", "diversity")
 COLLAPSE_DROP = 0.5  # a signal at its last evaluation below half its best value
+# Tracked FID ending 50% above its best: far beyond the sampling noise of one small-N FID
+# (a few %, see CONVERGENCE_TOLERANCE), so the generator really got worse, as a GAN that
+# drops modes or oscillates away from its best does.
+COLLAPSE_FID_RISE = 0.5
 
 
-def collapse_indicators(metrics_df: pd.DataFrame, drop: float = COLLAPSE_DROP) -> pd.DataFrame:
+def collapse_indicators(
+    metrics_df: pd.DataFrame, drop: float = COLLAPSE_DROP, rise: float = COLLAPSE_FID_RISE
+) -> pd.DataFrame:
     """Per run: ``collapse`` = True when recall, coverage (Naeem et al. 2020: coverage falls
     when modes are dropped) or within-batch sample diversity ends below ``drop`` x its best
-    value over the evaluations, i.e. training lost variety it once had; ``collapse_signal``
-    names the signals that fell. Needs >= 2 evaluations of a signal whose best is above 0.05.
+    value over the evaluations, i.e. training lost variety it once had, or when the tracked
+    FID (track/fid, tracked_fid) ends above (1 + ``rise``) x its best tracked value;
+    ``collapse_signal`` names the signals that fell (or rose). Needs >= 2 evaluations of a
+    signal whose best is above 0.05, or >= 2 tracked points.
     """
     rows = metrics_df[metrics_df["metric"].isin(COLLAPSE_SIGNALS)].sort_values("epoch")
     out = {}
@@ -340,7 +453,115 @@ def collapse_indicators(metrics_df: pd.DataFrame, drop: float = COLLAPSE_DROP) -
             if len(values) >= 2 and values.max() > 0.05 and values.iloc[-1] < drop * values.max():
                 fell.append(signal)
         out[run] = {"collapse": bool(fell), "collapse_signal": ",".join(fell)}
+    for run, fid in tracked_fid(metrics_df).groupby("run")["value"]:
+        entry = out.setdefault(run, {"collapse": False, "collapse_signal": ""})
+        if len(fid) >= 2 and fid.iloc[-1] > (1 + rise) * fid.min():
+            signals = [s for s in entry["collapse_signal"].split(",") if s] + [TRACK_FID]
+            entry.update(collapse=True, collapse_signal=",".join(signals))
     return pd.DataFrame.from_dict(out, orient="index", columns=["collapse", "collapse_signal"])
+
+
+# ---------------------------------------------------------------- tracked points
+
+CUMULATIVE_COUNTERS = (CUM_IMAGES, CUM_TRAIN_FLOPS, CUM_TRAIN_SECONDS)
+
+
+def tracked_fid(metrics_df: pd.DataFrame) -> pd.DataFrame:
+    """The finite track/fid rows in training order, each run's at one N (column n): that of
+    its last tracked point, so gaps and verdicts compare equal-N values only (FID is biased
+    upward at small N; a resume with another eval.track_n would otherwise mix two biases).
+    With columns CUMULATIVE_COUNTERS: the run's counters at the same (epoch, step), if any.
+    """
+    rows = metrics_df[(metrics_df["metric"] == TRACK_FID) & np.isfinite(metrics_df["value"])]
+    if rows.empty:
+        return rows.reindex(columns=[*rows.columns, *CUMULATIVE_COUNTERS])
+    rows = rows.sort_values(["epoch", "step"], kind="stable")
+    n = rows["n"].fillna(-1)
+    rows = rows[n == n.groupby(rows["run"]).transform("last")]
+    cum = metrics_df[metrics_df["metric"].isin(CUMULATIVE_COUNTERS)]
+    wide = cum.pivot_table("value", ["run", "epoch", "step"], "metric", aggfunc="last")
+    out = rows.merge(wide, left_on=["run", "epoch", "step"], right_index=True, how="left")
+    return out.reindex(columns=[*rows.columns, *CUMULATIVE_COUNTERS])
+
+
+# A run is "converged" when its tracked FID moved by less than this fraction over the last
+# quarter of its training. The change is that of a least-squares line through the >= 3
+# points of the quarter, so one noisy point cannot decide: for points spread evenly over
+# the quarter, the fitted change has a standard deviation of about 1.4 sigma (3 points) to
+# 1.1 sigma (5), where sigma = the relative sampling noise of one FID at the tracking N.
+# That noise is a few % at N = 250-1000 (FID's variance falls as 1/N; Chong & Forsyth 2020),
+# so 5% is about 2 standard deviations of a flat curve's fitted change at sigma 2%: a flat
+# curve is called converged, while a model still gaining 5% per quarter of its budget is not.
+CONVERGENCE_TOLERANCE = 0.05
+LAST_SHARE = 0.25  # the last quarter of the run's training (images seen, else steps)
+MIN_LAST_POINTS = 3
+CONVERGED, IMPROVING, DEGRADING = "converged", "still improving", "degrading"
+UNKNOWN_CONVERGENCE = "unknown (too few tracked points)"
+
+
+def fid_change(progress, fid, span: float) -> float:
+    """Relative change of the least-squares line through (progress, fid) over `span` of
+    progress: slope x span / mean FID (negative = falling)."""
+    x, y = np.asarray(progress, dtype=float), np.asarray(fid, dtype=float)
+    slope = np.polyfit(x, y, 1)[0]
+    return float(slope * span / y.mean())
+
+
+def convergence_verdict(
+    progress, fid, total: float | None = None, tolerance: float = CONVERGENCE_TOLERANCE
+) -> str:
+    """CONVERGED, IMPROVING (falling), DEGRADING (rising: worse than its best earlier) or
+    UNKNOWN_CONVERGENCE, from the tracked FID over the last LAST_SHARE of the run's training.
+
+    progress: training done at each tracked point (images seen or steps), from 0;
+    total: the run's training in the same unit (default: the last point's). Needs
+    MIN_LAST_POINTS points with progress >= (1 - LAST_SHARE) x total.
+    """
+    x, y = np.asarray(progress, dtype=float), np.asarray(fid, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < MIN_LAST_POINTS:
+        return UNKNOWN_CONVERGENCE
+    total = float(x.max()) if total is None else total
+    last = x >= (1 - LAST_SHARE) * total
+    if last.sum() < MIN_LAST_POINTS or np.ptp(x[last]) == 0:
+        return UNKNOWN_CONVERGENCE
+    change = fid_change(x[last], y[last], LAST_SHARE * total)
+    if abs(change) < tolerance:
+        return CONVERGED
+    return IMPROVING if change < 0 else DEGRADING
+
+
+def _progress(points: pd.DataFrame, run_rows: pd.DataFrame) -> tuple[pd.Series, float]:
+    """(progress per tracked point, the run's total): images seen when every point has the
+    counter, else the step; the total is the run's last value of the same."""
+    if points[CUM_IMAGES].notna().all():
+        done = run_rows.loc[run_rows["metric"] == CUM_IMAGES, "value"]
+        return points[CUM_IMAGES], float(np.nanmax([done.max(), points[CUM_IMAGES].max()]))
+    return points["step"], float(np.nanmax([run_rows["step"].max(), points["step"].max()]))
+
+
+TRACK_COLUMNS = ("track_points", "track_n", "track_best_fid", "track_final_fid", "track_fid_osc")
+
+
+def tracked_stability(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+    """Per run with tracked FID points (tracked_fid): TRACK_COLUMNS (count, N, best and
+    final tracked FID, and track_fid_osc = std (ddof=1) / mean of its last `window` tracked
+    FIDs, as loss_oscillation) and ``convergence`` (convergence_verdict). Empty without any.
+    """
+    points = tracked_fid(metrics_df)
+    out = {}
+    for run, g in points.groupby("run", sort=False):
+        fid = g["value"].to_numpy(dtype=float)
+        last = fid[-window:]
+        progress, total = _progress(g, metrics_df[metrics_df["run"] == run])
+        osc = float(np.std(last, ddof=1) / last.mean()) if len(last) > 1 else np.nan
+        out[run] = dict(
+            zip(TRACK_COLUMNS, (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc), strict=True)
+        )
+        out[run]["convergence"] = convergence_verdict(progress, fid, total)
+    table = pd.DataFrame.from_dict(out, orient="index", columns=[*TRACK_COLUMNS, "convergence"])
+    return table.astype(dict.fromkeys(TRACK_COLUMNS, float))
 
 
 RUN_FACTS = ("path", "epochs_done", "epochs", "reason")  # per_run_table columns, not metrics
@@ -387,15 +608,15 @@ def _metric_columns(df: pd.DataFrame) -> list[str]:
 
 
 def _success(group: pd.DataFrame, tolerance: float) -> dict:
-    ok = group[group["status"] == "ok"]
-    finished = group[~group["status"].isin(["running", "unknown"])]
+    ok = group[group["status"] == Status.OK]
+    finished = group[group["status"].isin(FINISHED)]
     best = ok["final_fid"].min() if "final_fid" in ok else np.nan
     n_success = int((ok["final_fid"] <= best * (1 + tolerance)).sum()) if np.isfinite(best) else 0
     return {
         "n_runs": len(group),
         "n_ok": len(ok),
-        "n_diverged": int((group["status"] == "diverged").sum()),
-        "n_running": int((group["status"] == "running").sum()),
+        "n_diverged": int((group["status"] == Status.DIVERGED).sum()),
+        "n_running": int((group["status"] == Status.RUNNING).sum()),
         "n_finished": len(finished),
         "n_success": n_success,
         "success_rate": n_success / len(finished) if len(finished) else np.nan,
@@ -409,7 +630,7 @@ def aggregate_over_seeds(
     per_run_df: pd.DataFrame,
     by: str = "model",
     tolerance: float = 0.10,
-    statuses: tuple[str, ...] = ("ok",),
+    statuses: tuple[str, ...] = (Status.OK,),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregate a per-run table (final_metrics and/or per_run_stability rows) over seeds.
 

@@ -99,7 +99,7 @@ def sample_command(run, seed, data_root, device, n, sampler, out, individual):
     trained = _load(run, device)
     model = trained.model
     train = None
-    if kind in samplers.FITTED and samplers.has_encoder(model):
+    if kind in samplers.FITTED and model.has_encoder:
         train = run_images(trained.config, "train", paths.data_root(data_root)).images
     fitted = samplers.fit_sampler(sampler, model, train, seed)
     images = samplers.sample_images(model, fitted, n, seed)
@@ -118,7 +118,7 @@ def sample_command(run, seed, data_root, device, n, sampler, out, individual):
 def _endpoints(trained: TrainedRun, pairs: int, g: torch.Generator, data_root):
     """2 x pairs latents (rows 2i, 2i+1 are pair i) and their real images (None for a GAN)."""
     model = trained.model
-    if not samplers.has_encoder(model):
+    if not model.has_encoder:
         return torch.randn(2 * pairs, model.config.latent_dim, generator=g), None
     test = run_images(trained.config, "test", paths.data_root(data_root)).images
     if len(test) < 2 * pairs:
@@ -161,7 +161,7 @@ def interpolate_command(run, seed, data_root, device, pairs, steps, spherical, o
 @torch.no_grad()
 def posterior_codes(model, images_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(codes, log-variances) of uint8 images; log-variances only for a VAE-style posterior."""
-    if not hasattr(model, "posterior"):
+    if not model.has_posterior:
         return samplers.encode_latents(model, images_uint8), None
     parts = [
         model.posterior(to_model_space(images_uint8[i : i + CHUNK], model.device))
@@ -212,7 +212,7 @@ def traverse_command(run, seed, data_root, device, dims, span, steps, out):
     check_png(out)
     trained = _load(run, device)
     model = trained.model
-    if not samplers.has_encoder(model):
+    if not model.has_encoder:
         raise BenchError(
             f"{run}: traverse needs a model with an encoder (ae, vae), this run is "
             f"{trained.config['model']!r}; for a GAN use bench interpolate"

@@ -1,0 +1,71 @@
+"""The layout of a results folder: the one place its file names, statuses and row names live.
+
+`bench run` writes one folder per run, named ``run_id(label, seed)``:
+    config.json   the run's resolved config (written first)
+    env.json      versions, commit, device, data source
+    metrics.csv   long format, one row per (epoch, metric); flushed after every epoch
+    checkpoint.pt model + optimizers + RNG at the last finished epoch (resume reads it)
+    status.json   Status and progress; written last, so "ok" means everything else is there
+    error.txt     traceback of the last attempt, when it crashed
+and ``sweep.json`` (the shared settings) next to the run folders.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+CONFIG_FILE = "config.json"
+ENV_FILE = "env.json"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+STATUS_FILE = "status.json"
+ERROR_FILE = "error.txt"
+SWEEP_FILE = "sweep.json"
+
+
+class Status(StrEnum):
+    """A run's status. str-valued, so status.json and every table keep the plain strings."""
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    RUNNING = "running"
+    CRASHED = "crashed"
+    UNKNOWN = "unknown"  # a run folder without a readable status (status.json not written yet)
+    MISSING = "missing"  # a planned run with no folder at all (sweep summary only)
+
+
+# Finished runs have final values (a diverged one has none worth comparing, but it counts
+# towards divergence rates). Every other status is "unfinished" for every command alike.
+FINISHED = (Status.OK, Status.DIVERGED)
+
+TRAIN_PREFIX = "train/"  # per-epoch training loss terms (train/loss, train/d_loss, ...)
+COST_PREFIX = "cost/"  # run time / memory rows: machine-dependent, never a quality metric
+# Training used so far, at every epoch end and tracked point (bench.harness.train): the x axes
+# of "quality at equal compute". Images and FLOPs are exact; seconds are measured.
+CUMULATIVE_PREFIX = "cost/cum_"
+CUM_IMAGES = "cost/cum_images"
+CUM_TRAIN_FLOPS = "cost/cum_train_flops"
+CUM_TRAIN_SECONDS = "cost/cum_train_seconds"
+TRACK_SECONDS = "cost/track_seconds"  # evaluation time of one tracked point
+# Cheap metrics at the run's tracked points (eval.track_points), all at n = eval.track_n.
+TRACK_PREFIX = "track/"
+TRACK_FID, TRACK_KID = "track/fid", "track/kid_mean"
+# config.json key saying whether the run's budget is reproducible: False when a seconds
+# budget (train.budget_seconds, measured time) can stop it.
+BUDGET_REPRODUCIBLE = "budget_reproducible"
+
+# Written once per run after its last evaluation (bench.results.write.add_summary).
+BEST_FID, BEST_FID_EPOCH, FINAL_FID = "best_fid", "best_fid_epoch", "final_fid"
+SUMMARY_METRICS = (BEST_FID, BEST_FID_EPOCH, FINAL_FID)
+PEAK_RSS = "cost/peak_rss_mib"  # also written once, at the end of the run
+# Rows a resumed run drops and writes again at its new end.
+END_OF_RUN_METRICS = (*SUMMARY_METRICS, PEAK_RSS)
+
+
+def run_id(label: str, seed: int) -> str:
+    """Folder name of a run: 'vae:beta=4,latent_dim=8', 0 -> 'vae_beta=4_latent_dim=8-seed0'."""
+    return f"{label.replace(':', '_').replace(',', '_')}-seed{seed}"
+
+
+def is_cost(metric: str) -> bool:
+    return str(metric).startswith(COST_PREFIX)

@@ -1,0 +1,176 @@
+"""Training budgets (images, FLOPs, seconds) stop a run at the right step, resume to the same
+result, and tracked points are cheap evaluations that leave training untouched."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import one_line_error
+
+from bench.cli import cli
+from bench.core.config import load_sweep_config
+from bench.harness.sweep import load_sweep_data, plan_sweep, run_config
+from bench.harness.train import train_run
+from bench.metrics import registry
+from bench.metrics.evaluate import Evaluator
+from bench.results.layout import (
+    BUDGET_REPRODUCIBLE,
+    CUM_IMAGES,
+    CUM_TRAIN_FLOPS,
+    TRACK_FID,
+    TRACK_KID,
+    TRACK_PREFIX,
+)
+
+CPU = torch.device("cpu")
+TINY = {
+    "models": ["ae"],
+    "data.dataset": "synthetic",
+    "data.train_limit": 128,  # batch 32: 4 steps per epoch
+    "train.batch_size": 32,
+    "backbone.width": 4,
+    "backbone.latent_dim": 4,
+    "eval.fid_samples": 0,
+    "eval.heldout_images": 16,
+    "eval.grid_images": 16,
+}  # fmt: skip
+
+
+def quiet(line):
+    pass
+
+
+def train(tmp_path, name, evaluator_class=Evaluator, **overrides):
+    """One tiny run in tmp_path/name; returns (status, metrics rows, plan, evaluator)."""
+    cfg = load_sweep_config(None, {**TINY, **overrides})
+    (plan,) = plan_sweep(cfg, tmp_path / name)
+    data, heldout = load_sweep_data(cfg, tmp_path, say=quiet)
+    evaluator = evaluator_class(cfg.eval, data, heldout, CPU)
+    status = train_run(plan, data, evaluator, CPU, say=quiet)
+    return status, pd.read_csv(plan.dir / "metrics.csv"), plan, evaluator
+
+
+def last(rows, metric):
+    return rows[rows.metric == metric].iloc[-1]
+
+
+def test_images_flops_and_epochs_budgets_stop_at_their_step(tmp_path):
+    # 200 images at 32 per step: the 7th step reaches them, in the middle of epoch 2
+    status, rows, plan, _ = train(
+        tmp_path, "images", **{"train.epochs": 0, "train.budget_images": 200}
+    )
+    assert status == "ok"
+    assert json.loads((plan.dir / "status.json").read_text())["step"] == 7
+    assert (last(rows, CUM_IMAGES).step, last(rows, CUM_IMAGES).value) == (7, 224)
+    assert list(rows[rows.metric == "train/loss"].epoch) == [1, 2]  # the partial epoch counts
+    flops_per_step = last(rows, CUM_TRAIN_FLOPS).value / 7
+    assert flops_per_step > 0 and rows[rows.metric == "recon_mse"].epoch.max() == 2
+
+    budget = {"train.epochs": 0, "train.budget_flops": 2.5 * flops_per_step}
+    _, rows, plan, _ = train(tmp_path, "flops", **budget)
+    assert json.loads((plan.dir / "status.json").read_text())["step"] == 3
+    assert last(rows, CUM_TRAIN_FLOPS).value == pytest.approx(3 * flops_per_step)
+
+    # epochs stay a limit: whichever comes first
+    _, rows, plan, _ = train(
+        tmp_path, "epochs", **{"train.epochs": 1, "train.budget_images": 10**6}
+    )
+    assert json.loads((plan.dir / "status.json").read_text())["step"] == 4
+
+
+def test_seconds_budget_stops_and_is_recorded_as_not_reproducible(tmp_path):
+    _, rows, plan, _ = train(tmp_path, "s", **{"train.epochs": 3, "train.budget_seconds": 1e-9})
+    assert json.loads((plan.dir / "status.json").read_text())["step"] == 1
+    cfg = plan.config
+    assert run_config(cfg, plan.spec, 0, plan.run_id)[BUDGET_REPRODUCIBLE] is False
+    cfg.train.budget_seconds = 0
+    assert run_config(cfg, plan.spec, 0, plan.run_id)[BUDGET_REPRODUCIBLE] is True
+
+
+class CrashingEvaluator(Evaluator):
+    """Raises at its first evaluation of epoch 2: after the epoch-1 checkpoint, before the
+    end of training (what kill -9 leaves, as far as the run folder is concerned)."""
+
+    crash = True
+
+    def __call__(self, model, final=False, *, index=1):
+        if index == 2 and self.crash:
+            raise RuntimeError("simulated crash")
+        return super().__call__(model, final, index=index)
+
+
+def test_resumed_budget_run_equals_uninterrupted(tmp_path):
+    budget = {"train.epochs": 0, "train.budget_images": 200, "eval.every": 1}
+    _, reference, _, _ = train(tmp_path, "whole", **budget)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tmp_path, "killed", CrashingEvaluator, **budget)
+    CrashingEvaluator.crash = False
+    try:
+        status, resumed, plan, _ = train(tmp_path, "killed", CrashingEvaluator, **budget)
+    finally:
+        CrashingEvaluator.crash = True
+    assert status == "ok" and json.loads((plan.dir / "status.json").read_text())["step"] == 7
+    timings = (
+        "cost/cum_train_seconds",
+        "cost/train",
+        "cost/eval",
+        "cost/epoch",
+        "cost/peak",
+        "cost/track",
+    )
+    keep = [not m.startswith(timings) for m in reference.metric]
+    resumed_keep = [not m.startswith(timings) for m in resumed.metric]
+    pd.testing.assert_frame_equal(
+        resumed[resumed_keep].reset_index(drop=True),
+        reference[keep].reset_index(drop=True),
+        check_exact=True,
+    )
+
+
+def test_tracked_points_leave_training_identical(tmp_path):
+    """GAN (the model with most random draws per step): 2 epochs of 2 steps, 3 points."""
+    common = {"models": ["gan"], "data.train_limit": 64, "train.epochs": 2, "eval.extras": []}
+    off_cfg = {"eval.fid_samples": 8, "eval.track_points": 0}
+    _, off, plan_off, _ = train(tmp_path, "off", **common, **off_cfg)
+    track = {"eval.track_points": 3, "eval.track_n": 8, "eval.fid_samples": 8}
+    _, on, plan_on, _ = train(tmp_path, "on", **common, **track)
+
+    fids = on[on.metric == TRACK_FID]
+    assert list(fids.step) == [2, 3, 4] and set(fids.n) == {8}  # k/3 of 4 steps, rounded up
+    assert list(on[on.metric == TRACK_KID].step) == [2, 3, 4]
+    assert all(math.isfinite(v) for v in fids.value)
+    assert set(on[on.metric == CUM_IMAGES].step) == {2, 3, 4}  # every point has its counters
+    assert not off.metric.str.startswith(TRACK_PREFIX).any()
+
+    def training(rows):
+        return rows[rows.metric.str.startswith("train/")].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(training(on), training(off), check_exact=True)
+    final = [torch.load(p.dir / "checkpoint.pt", weights_only=False) for p in (plan_on, plan_off)]
+    assert all(torch.equal(final[0]["model"][k], v) for k, v in final[1]["model"].items())
+    assert (plan_on.dir / "samples.png").read_bytes() == (plan_off.dir / "samples.png").read_bytes()
+
+
+def test_tracked_metrics_are_registered_never_gated():
+    for name in (TRACK_FID, TRACK_KID):
+        assert registry.direction(name) == registry.LOWER
+        assert registry.tolerance(name) is None and name not in registry.headline_columns()
+
+
+@pytest.mark.parametrize(
+    "flag, fragment",
+    [
+        ("train.budget_images=-1", "train.budget_images must be >= 0"),
+        ("train.budget_flops=-2e9", "train.budget_flops must be >= 0"),
+        ("train.budget_seconds=-5", "train.budget_seconds must be >= 0"),
+        ("train.epochs=0", "train.epochs must be >= 1"),  # no epoch limit needs a budget
+        ("eval.track_points=-1", "eval.track_points must be >= 0"),
+    ],
+)
+def test_bad_budget_refused_in_one_line(tmp_path, flag, fragment):
+    args = ["run", "--dataset", "synthetic", "--set", flag, "--out", str(tmp_path / "r")]
+    one_line_error(CliRunner().invoke(cli, args), fragment)
+    assert not (tmp_path / "r").exists()
