@@ -62,7 +62,7 @@ from torch import nn
 
 from bench.core.errors import BenchError
 from models.base import GenerativeModel, ModelConfig
-from models.vae import kl_standard_normal_nats
+from models.vae import kl_standard_normal_nats, posterior_terms
 
 SIZE = 127  # the seed's image side
 HARNESS_SIZE = 128  # what the harness feeds and expects back
@@ -218,10 +218,4 @@ class DogVAE(GenerativeModel):
 
     @torch.no_grad()
     def heldout_terms(self, x):
-        mu, logvar = self.posterior(x)
-        # Active units (Burda et al. 2016), as models/vae.py counts them.
-        active_dims = (mu.var(0) > 0.01).sum()
-        return {
-            "kl_nats": kl_standard_normal_nats(mu, logvar).mean().item(),
-            "active_dims": float(active_dims),
-        }
+        return posterior_terms(*self.posterior(x))

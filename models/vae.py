@@ -66,6 +66,16 @@ def kl_standard_normal_nats(mu, logvar):
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
 
+@torch.no_grad()
+def posterior_terms(mu, logvar) -> dict[str, float]:
+    """Held-out KL in nats per image and active units (Burda et al. 2016: dims whose posterior
+    mean varies across inputs, Var_x E[z_d | x] > 0.01), for any Gaussian-posterior model."""
+    return {
+        "kl_nats": kl_standard_normal_nats(mu, logvar).mean().item(),
+        "active_dims": float((mu.var(0) > 0.01).sum()),
+    }
+
+
 class VAE(GenerativeModel):
     config_class = VAEConfig
     has_encoder = True
@@ -134,10 +144,4 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def heldout_terms(self, x):
-        mu, logvar = self.posterior(x)
-        # Active units (Burda et al. 2016): dims whose posterior mean varies across inputs.
-        active_dims = (mu.var(0) > 0.01).sum()
-        return {
-            "kl_nats": kl_standard_normal_nats(mu, logvar).mean().item(),
-            "active_dims": float(active_dims),
-        }
+        return posterior_terms(*self.posterior(x))
