@@ -281,6 +281,32 @@ def test_corrupt_or_foreign_baseline_is_refused(occupied, tmp_path, content, fra
     assert snapshot(out) == before and baseline.read_bytes() == content
 
 
+def test_unwritable_baseline_out_and_check_markdown_are_refused(occupied, tmp_path, monkeypatch):
+    out, before = occupied
+    baseline = tmp_path / "b.json"
+    assert bench("baseline", out, "--out", baseline).exit_code == 0
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _no_write_access(monkeypatch, locked)
+    one_line_error(bench("baseline", out, "--out", locked / "b.json"), "--out", "cannot write")
+    one_line_error(bench("baseline", out, "--out", tmp_path), "--out", "is a directory")
+    result = bench("check", out, "--baseline", baseline, "--markdown", locked / "summary.md")
+    one_line_error(result, "--markdown", "cannot write")
+    assert snapshot(out) == before and not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("name", ["sweep.json", "ae-seed0/status.json", "ae-seed0/config.json"])
+def test_corrupt_sweep_status_or_config_file_is_one_line(occupied, name):
+    """A hand-damaged file of a results folder is named in one line, and nothing is changed
+    (sweep.json is rewritten with the same bytes before the runs' status is read)."""
+    out, _ = occupied
+    (out / name).write_bytes(b"{ not json")
+    before = snapshot(out)
+    result = bench("run", "--models", "ae", *TINY, "--out", out)
+    one_line_error(result, name.split("/")[-1], "not valid JSON")
+    assert snapshot(out) == before
+
+
 # ------------------------------------------------------------------------ generation tools
 
 TOOLS = [["sample", "--n", "4"], ["interpolate", "--pairs", "1"], ["traverse", "--dims", "2"]]

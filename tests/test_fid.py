@@ -3,6 +3,7 @@
 import re
 import urllib.error
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,14 +274,53 @@ def test_exact_pool3_features_equal_pytorch_fid(tmp_path, pytorch_fid_home):
     images = torch.stack(
         [torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1) for f in files]
     )
-    ours = fid.inception_features(images, exact=True)
+    ours = fid.inception_features(images, numerics="exact")
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _real_pair(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n images of two real folders, decoded as the datasets decode them."""
+    from bench.data.images import decode_image, list_image_files
+
+    def first(folder: str, size: int) -> torch.Tensor:
+        files = list_image_files(SHARED_DATA / folder)[:n]
+        return torch.stack([decode_image(path, size) for path in files])
+
+    if not (SHARED_DATA / "cifar10-dog").is_dir():
+        pytest.skip(f"real dog images not found at {SHARED_DATA}")
+    cifar_train = first("cifar10-dog/train", 32)
+    if name == "cifar":
+        return cifar_train, first("cifar10-dog/test", 32)
+    return first("petimages-dog", 64), cifar_train
+
+
+@pytest.mark.parametrize("pair", ["cifar", "pet64"])
+def test_published_fid_within_quarter_percent_of_pytorch_fid(tmp_path, pytorch_fid_home, pair):
+    """Issue 14: the FID runs publish (folded fp32) is within 0.25% of pytorch-fid on real
+    dog pairs; pytorch-fid's features come from its own get_activations on PNG files of the
+    same pixels, and both sides use the same Fréchet code (its parity is tested above)."""
+    sides = _real_pair(pair, 40)
+    theirs, ours = [], []
+    for k, images in enumerate(sides):
+        files = sorted(_save_folder(tmp_path / str(k), images).glob("*.png"))
+        model = InceptionV3([3]).eval()
+        theirs.append(get_activations(files, model, batch_size=50, dims=2048, num_workers=0))
+        ours.append(fid.inception_features(images, numerics=fid.PUBLISHED))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # N=40: rank-deficient covariances, on both sides alike
+        want = fid.fid_from_features(*theirs).fid
+        got = fid.fid_from_features(*ours).fid
+    assert want > 10  # two different image sets: a real distance
+    assert abs(got - want) <= 0.0025 * want, (got, want)
 
 
 def test_fast_features_close_to_exact():
     images = _blob_images(np.random.default_rng(4), 2, 32, 1.0)
-    exact = fid.inception_features(images, exact=True)
-    fast = fid.inception_features(images, exact=False)
+    exact = fid.inception_features(images, numerics="exact")
+    fast = fid.inception_features(images, numerics="fast")
     assert fast.shape == exact.shape == (2, 2048) and fast.dtype == np.float32
     assert np.linalg.norm(fast - exact) < 0.05 * np.linalg.norm(exact)
 
@@ -325,6 +365,22 @@ def test_cli_mixed_sizes_recursive_and_save_stats(tmp_path):
     assert via_npz.exit_code == 0, via_npz.output
     value = re.compile(r"FID: (\S+)")
     assert value.search(via_npz.output).group(1) == value.search(direct.output).group(1)
+
+
+@pytest.mark.parametrize(
+    "flags, mode", [([], "folded-fp32"), (["--folded"], "folded-fp32"), (["--exact"], "exact-fp32")]
+)
+def test_cli_numerics_flags_name_what_was_used(tmp_path, flags, mode):
+    """The default flag and each explicit one reach the feature code (the save-stats file
+    records the mode); --fast names the numerics this CPU gives it."""
+    b = _save_folder(tmp_path / "b", _blob_images(np.random.default_rng(7), 3, 20, 0.5))
+    for extra, want in [(flags, mode), (["--fast"], fid.feature_mode("cpu", "fast"))]:
+        stats = tmp_path / f"s{len(list(tmp_path.glob('*.npz')))}.npz"
+        args = [str(b), str(stats), "--save-stats", "--dims", "64", "--device", "cpu", *extra]
+        out = CliRunner().invoke(fid_command, args)
+        assert out.exit_code == 0, out.output
+        with np.load(stats) as saved:
+            assert str(saved["mode"]) == want
 
 
 @pytest.mark.parametrize(

@@ -154,7 +154,7 @@ def pixel_features(monkeypatch, tmp_path):
     monkeypatch.setenv("DOGBENCH_CACHE", str(tmp_path))  # no 12-d stats in the shared cache
     seen = []
 
-    def features(images, device="cpu", exact=False, dims=2048, **_):
+    def features(images, device="cpu", numerics="folded", dims=2048, **_):
         x = fid.to_uint8(images).float() / 255
         seen.append(len(x))
         pooled = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)

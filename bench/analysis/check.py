@@ -55,7 +55,7 @@ import pandas as pd
 from bench.analysis.markdown import md_table
 from bench.analysis.stats import CONFIDENCE, prediction_interval, welch_interval
 from bench.core.errors import BenchError
-from bench.core.io import write_json, write_text
+from bench.core.io import check_writable_file, write_json, write_text
 from bench.metrics import registry
 from bench.results import table as rt
 from bench.results.layout import (
@@ -663,6 +663,7 @@ def package_notes(baseline: dict, current: dict) -> list[str]:
 )
 def baseline_command(results: Path, out: Path) -> None:
     """Store a finished sweep's final metrics per model and seed as a baseline for `check`."""
+    check_writable_file(out, "--out")
     runs, note = load_results(results)
     if not runs:
         raise BenchError(f"no finished runs under {results}; {note or 'wait for the sweep'}")
@@ -734,6 +735,8 @@ def check_command(
     only if all of it is beyond the tolerance). kl_nats is two-sided: a change beyond tolerance either way fails ("changed").
     Missing models/metrics and more frequent divergence fail too. Exit 2: bad input.
     """
+    if markdown is not None:
+        check_writable_file(markdown, "--markdown")
     baseline = read_baseline(baseline_path)
     finished, unfinished = load_results(results)
     # With no finished run every baseline model is reported missing, not an error.

@@ -153,8 +153,8 @@ def header_section(data: ReportData) -> str:
             f"{_distinct(runs['image_size'])} px; **epochs:** {_distinct(runs['epochs'])}",
             *_budget_lines(runs),
             f"- **FID:** {fid_n_label(data.metrics)} generated samples per evaluation vs the "
-            f"same N real images of the {_distinct(runs['fid_split'])} split; exact fp32 "
-            f"Inception: {_distinct(runs['fid_exact'])}; weights: "
+            f"same N real images of the {_distinct(runs['fid_split'])} split; Inception "
+            f"numerics: {_distinct(runs['fid_numerics'])}; weights: "
             f"{_distinct(runs['fid_weights'])}. FID is biased upward at small N: compare "
             "values only at equal N.",
             f"- **Commit:** {commits}{' (mixed!)' if ',' in commits else ''}; "

@@ -37,9 +37,10 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     # 40 epochs: enough training that the default run (ae, vae, gan; with the eval defaults
-    # below) spends under 30% of its time evaluating: 16-24% estimated from measured rates
-    # (width 64: ~46-79 train vs ~3.4 fast-Inception images per CPU-second on the 2-core dev
-    # CPU; BENCHMARKS.md's quiet-machine rates give the 24%). 0 = no epoch limit (a budget).
+    # below) spends under 30% of its time evaluating: 16-24% estimated, not yet measured end to
+    # end, from rates on the 2-core dev CPU (width 64: ~46-79 train images per CPU-second; the
+    # published folded-fp32 Inception ~5 images per CPU-second on Zen 3, BENCHMARKS.md).
+    # 0 = no epoch limit (a budget).
     epochs: int = 40
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -84,7 +85,7 @@ class EvalConfig:
     every: int = 0  # evaluate every N epochs; the last epoch is always evaluated (0 = only it)
     fid_samples: int = 500  # generated images per FID; real images: the same N from fid_split
     fid_split: str = "train"  # real images FID compares with (the standard protocol: train)
-    fid_exact: bool = False  # fp32 reference Inception pass instead of the fast path
+    fid_exact: bool = False  # pytorch-fid's unfolded network instead of the folded fp32 one
     heldout_images: int = 500  # test-split images for recon_mse / psnr / kl_nats
     grid_images: int = 64  # images in samples.png / recon.png
     # Metrics beyond FID, all from the same Inception features / images (bench.metrics.registry.feature_metrics).

@@ -55,6 +55,19 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "--out") -> Non
         )
 
 
+def check_writable_file(path: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, a file path that is a folder or whose folder cannot be
+    made or written into."""
+    path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"{what} {path} is a folder; give a file path")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchError(
+            f"{what} {path}: cannot write into {existing}; give a path you can write to"
+        )
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     def _write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -81,13 +81,13 @@ def run_context(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, device) ->
     from bench.metrics import fid
 
     fid_real = train if cfg.eval.fid_split == "train" else heldout
+    evaluator = Evaluator(cfg.eval, fid_real, heldout, device, train_images=train.images)
     env = {
-        **fid.provenance(device, cfg.eval.fid_exact),
+        **fid.provenance(device, evaluator.numerics),
         **environment(device),
         "data_source": train.source,
         "unreadable_images_skipped": train.skipped,
     }
-    evaluator = Evaluator(cfg.eval, fid_real, heldout, device, train_images=train.images)
     return RunContext(evaluator, device, env)
 
 

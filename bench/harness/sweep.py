@@ -168,7 +168,8 @@ def prepare_folder(
     """
     sweep_file = out / SWEEP_FILE
     shared = {s: asdict(getattr(cfg, s)) for s in SHARED_SECTIONS}
-    old = io.read_json(sweep_file) if sweep_file.exists() else None
+    # A corrupt file is one line naming it (read_run_json), never a traceback.
+    old = rt.read_run_json(out, SWEEP_FILE) if sweep_file.exists() else None
     differs = old is not None and _first_difference(old, shared)
     if differs and not overwrite:
         raise BenchError(
@@ -177,7 +178,7 @@ def prepare_folder(
     wanted = {p.dir: run_config(cfg, p.spec, p.seed, p.run_id) for p in plans}
     stale = []
     for cfg_file in sorted(out.glob(f"*/{CONFIG_FILE}")):
-        run = io.read_json(cfg_file)
+        run = rt.read_run_json(cfg_file.parent, CONFIG_FILE)
         other = _first_difference(run, shared)
         if other or wanted.get(cfg_file.parent, run) != run:
             stale.append((cfg_file.parent, other or "a different run config"))
@@ -215,7 +216,9 @@ class RunsCrashed(click.ClickException):
 
 def _finished(plan: RunPlan) -> bool:
     status_file = plan.dir / STATUS_FILE
-    return status_file.exists() and io.read_json(status_file)["status"] in FINISHED
+    return (
+        status_file.exists() and rt.read_run_json(plan.dir, STATUS_FILE).get("status") in FINISHED
+    )
 
 
 def run_sweep(

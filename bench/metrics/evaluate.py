@@ -91,7 +91,12 @@ class Evaluator:
         # run of a sweep; nothing else about a run is kept here.
         self._real, self._real_track, self._train = None, None, None
 
-    def _real_stats(self, n: int, exact: bool):
+    @property
+    def numerics(self) -> str:
+        """Feature numerics of every published FID (tracked points use "fast")."""
+        return "exact" if self.cfg.fid_exact else fid.PUBLISHED
+
+    def _real_stats(self, n: int, numerics: str):
         r = self.fid_real
         key = {
             "dataset": r.dataset,
@@ -100,11 +105,11 @@ class Evaluator:
             "n": n,
             "pixels": r.fingerprint,
         }
-        return fid.real_statistics(key, r.images[:n], device=self.device, exact=exact)
+        return fid.real_statistics(key, r.images[:n], device=self.device, numerics=numerics)
 
     def real_statistics(self):
         if self._real is None:
-            self._real = self._real_stats(self.n_fid, self.cfg.fid_exact)
+            self._real = self._real_stats(self.n_fid, self.numerics)
         return self._real
 
     def train_statistics(self):
@@ -125,7 +130,7 @@ class Evaluator:
                 "n": len(images),
             }
             self._train = fid.real_statistics(
-                key, images, device=self.device, exact=self.cfg.fid_exact
+                key, images, device=self.device, numerics=self.numerics
             )
         return self._train
 
@@ -147,14 +152,14 @@ class Evaluator:
         if self.n_track < 2:  # a covariance needs two samples
             return []
         if self._real_track is None:
-            self._real_track = self._real_stats(self.n_track, exact=False)
+            self._real_track = self._real_stats(self.n_track, "fast")
         mu_real, sigma_real, real_feats = self._real_track
         was_training = model.training
         model.eval()
         try:
             with isolated_rng(model.device):
                 fake = generate(model, self.n_track)
-                feats = fid.inception_features(fake, device=self.device, exact=False)
+                feats = fid.inception_features(fake, device=self.device, numerics="fast")
                 value = float(fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real))
                 real = self.fid_real.images[: self.n_track]
                 kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
@@ -207,7 +212,7 @@ class Evaluator:
         """FID (and the extras) of generated images in [0, 1], from one Inception pass;
         every metric name gets ``suffix`` (e.g. '@gmm'). Returns (metrics, features)."""
         mu_real, sigma_real, real_feats = self.real_statistics()
-        feats = fid.inception_features(fake, device=self.device, exact=self.cfg.fid_exact)
+        feats = fid.inception_features(fake, device=self.device, numerics=self.numerics)
         result = fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real)
         n = self.n_fid
         out = [MetricValue("fid" + suffix, float(result), n)]

@@ -2,7 +2,8 @@
 
 Same usage as ``python -m pytorch_fid`` (and the same numbers with --exact), plus: folders are
 searched recursively, images of different sizes are allowed (batched by size), the weights are
-found offline (bench.metrics.fid), and a fast mode is the default.
+found offline (bench.metrics.fid), and the default is the folded fp32 network runs publish
+(pytorch-fid's numbers to fp32 rounding; --fast for bf16 where the CPU has it natively).
 """
 
 from __future__ import annotations
@@ -95,24 +96,24 @@ def check_path(path: Path, dims: int) -> list[Path] | None:
 
 
 def path_statistics(
-    path: Path, device: torch.device, exact: bool, batch_size: int | None, dims: int
+    path: Path, device: torch.device, numerics: str, batch_size: int | None, dims: int
 ) -> tuple[np.ndarray, np.ndarray, int | None, str]:
     """(mu, sigma, n, what) of a folder of images or a .npz statistics file."""
     files = check_path(path, dims)
     if files is None:
         mu, sigma, n, mode = load_stats_file(path)
         return mu, sigma, n, f"statistics file, {mode or 'mode not recorded'}"
-    size = batch_size or fid.default_batch_size(device, exact)
+    size = batch_size or fid.default_batch_size(device, numerics)
     feats = fid.inception_features(
         image_batches(files, size),
         device=device,
-        exact=exact,
+        numerics=numerics,
         batch_size=size,
         dims=dims,
         progress=sys.stderr.isatty(),
     )
     mu, sigma = fid.feature_stats(feats)
-    return mu, sigma, len(feats), f"folder, {fid.feature_mode(device, exact)}"
+    return mu, sigma, len(feats), f"folder, {fid.feature_mode(device, numerics)}"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,7 +133,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _save_stats(
-    src: Path, dst: Path, device: torch.device, exact: bool, batch_size: int | None, dims: int
+    src: Path, dst: Path, device: torch.device, numerics: str, batch_size: int | None, dims: int
 ) -> None:
     if dst.suffix.lower() != ".npz" or dst.exists():
         raise BenchError(
@@ -141,7 +142,7 @@ def _save_stats(
         )
     if not src.is_dir():
         raise BenchError(f"--save-stats needs PATH_A to be a folder of images; got {src}")
-    mu, sigma, n, what = path_statistics(src, device, exact, batch_size, dims)
+    mu, sigma, n, what = path_statistics(src, device, numerics, batch_size, dims)
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # keys mu, sigma as pytorch-fid; the rest for traceability
@@ -151,7 +152,7 @@ def _save_stats(
                 sigma=sigma,
                 n=n,
                 weights=fid.WEIGHTS_ID,
-                mode=fid.feature_mode(device, exact),
+                mode=fid.feature_mode(device, numerics),
             )
 
     atomic_write(dst, write)
@@ -165,8 +166,9 @@ def _save_stats(
     "--batch-size",
     type=int,
     default=None,
-    help=f"Images per Inception batch [default: {fid.EXACT_BATCH} exact, "
-    f"{fid.FAST_BATCH['cpu']} fast on CPU, {fid.FAST_BATCH['cuda']} on CUDA].",
+    help=f"Images per Inception batch [default: {fid.EXACT_BATCH} with --exact, else "
+    f"{fid.FOLDED_BATCH['cpu']} on CPU ({fid.FAST_BATCH['cpu']} with --fast), "
+    f"{fid.FAST_BATCH['cuda']} on CUDA].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps.")
 @click.option(
@@ -177,7 +179,23 @@ def _save_stats(
     help="Inception feature layer: 64, 192, 768 or 2048 (pool3), as pytorch-fid.",
 )
 @click.option(
-    "--exact", is_flag=True, help="fp32 reference path, equal to pytorch-fid (default: fast path)."
+    "--folded",
+    "numerics",
+    flag_value="folded",
+    default=True,
+    help="BatchNorm folded, channels_last, fp32: what runs publish [default].",
+)
+@click.option(
+    "--exact",
+    "numerics",
+    flag_value="exact",
+    help="pytorch-fid's own network and sqrtm, unchanged (the reference).",
+)
+@click.option(
+    "--fast",
+    "numerics",
+    flag_value="fast",
+    help="Folded plus bf16 autocast on CPUs with native bf16 (what tracked points use).",
 )
 @click.option(
     "--save-stats",
@@ -190,25 +208,26 @@ def fid_command(
     batch_size: int | None,
     device: str,
     dims: int,
-    exact: bool,
+    numerics: str,
     save_stats: bool,
 ) -> None:
     """FID between PATH_A and PATH_B: folders of images or .npz statistics (mu, sigma)."""
+    numerics = numerics or fid.PUBLISHED  # some click releases give None for the default flag
     if dims not in fid.DIMS:
         raise BenchError(f"--dims {dims} not supported; accepted: {', '.join(map(str, fid.DIMS))}")
     if batch_size is not None and batch_size < 1:
         raise BenchError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     if save_stats:
-        _save_stats(path_a, path_b, dev, exact, batch_size, dims)
+        _save_stats(path_a, path_b, dev, numerics, batch_size, dims)
         return
     for path in (path_a, path_b):
         check_path(path, dims)  # fail on bad input before minutes of Inception
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sides = [path_statistics(p, dev, exact, batch_size, dims) for p in (path_a, path_b)]
-        # exact: pytorch-fid's sqrtm; fast: same trace from symmetric eigenvalues (~5× faster)
-        method = "sqrtm" if exact else "eigh"
+        sides = [path_statistics(p, dev, numerics, batch_size, dims) for p in (path_a, path_b)]
+        # exact: pytorch-fid's sqrtm; else the same trace from symmetric eigenvalues (~5× faster)
+        method = "sqrtm" if numerics == "exact" else "eigh"
         (mu_a, sigma_a, _, _), (mu_b, sigma_b, _, _) = sides
         result = fid.frechet_distance(mu_a, sigma_a, mu_b, sigma_b, method=method)
     click.echo(f"FID: {result.fid:.6f}")
