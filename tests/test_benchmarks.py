@@ -83,3 +83,32 @@ def test_gate_error_rates_counts_false_fails_and_names_what_caught_each_variant(
     write_run(few, "gan", 0, gan)
     assert gate.main([str(few)]) == 2
     assert "needs >= 5 finished seeds per model; gan has 1" in capsys.readouterr().err
+
+
+def test_bn_sampling_recomputes_statistics_from_prior_batches_on_a_copy():
+    from models import build_model, parse_model_spec
+
+    bn_sampling = load("bn_sampling")
+    torch.manual_seed(0)
+    model = build_model(parse_model_spec("gan"), {"width": 8, "latent_dim": 8}, 32).eval()
+    bn = bn_sampling.batchnorms(model)[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    z = torch.randn(6, 8)
+    outs = {
+        m: bn_sampling.decode_in_mode(model, m, z, batch=3, recompute_batches=4)
+        for m in bn_sampling.MODES
+    }
+    for k, v in model.state_dict().items():  # the model itself is never touched
+        assert torch.equal(v, before[k]), k
+    assert not torch.allclose(outs["eval"], outs["train"])
+    # The recomputed mean of the first BatchNorm is the mean of its inputs over the 4 batches
+    # of fresh prior latents (equal batches: the cumulative average is the overall mean).
+    inputs = []
+    copy_ = bn_sampling.copy.deepcopy(model)
+    first = bn_sampling.batchnorms(copy_)[0]
+    first.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach()))
+    bn_sampling.recompute_statistics(copy_, batches=4, batch=3, seed=5)
+    want = torch.cat(inputs).transpose(0, 1).flatten(1).mean(1)
+    torch.testing.assert_close(first.running_mean, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(first.running_mean, bn.running_mean)
+    assert not first.training
