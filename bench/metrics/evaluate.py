@@ -179,6 +179,8 @@ class Evaluator:
 
     def _evaluate(self, model, final: bool, index: int) -> Evaluation:
         was_training = model.training
+        # Eval-mode BatchNorm for every model: measured against train mode and recomputed
+        # statistics (benchmarks/bn_sampling.py, BENCHMARKS.md "BatchNorm sampling mode").
         model.eval()
         result = Evaluation([])
         try:
