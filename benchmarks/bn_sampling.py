@@ -13,11 +13,12 @@ A decoder with BatchNorm can generate in three ways (issue 14, item 4):
   None), then eval mode. This removes the lag of the running average behind weights that
   were still moving, the usual suspect for eval mode being worse for GANs.
 
-Every mode decodes the same latents (the evaluation's fixed sample seed, in batches of
-``--batch``); FID is against the first N images of the run's FID reference split, on the
-published (folded fp32) Inception path, N = ``--n`` per side. Copies of the model are used, so the checkpoint
-and its running statistics are not touched. Prints one row per run and mode, then the mean
-rank and mean FID of each mode per model.
+Every mode decodes the same latents (N drawn at once from the evaluation's sample seed, so
+not the run's own chunked draw: eval-mode FIDs differ from the run's by sample noise), in
+batches of ``--batch``; FID is against the first N images of the run's FID reference split,
+on the published (folded fp32) Inception path, N = ``--n`` per side. Copies of the model are
+used, so the checkpoint and its running statistics are not touched. Prints one row per run
+and mode, then the mean rank and mean FID of each mode per model.
 """
 
 from __future__ import annotations
