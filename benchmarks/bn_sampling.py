@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +35,8 @@ from bench.data.images import load_images
 from bench.data.pixels import to_unit
 from bench.metrics import fid
 from bench.metrics.samplers import SAMPLE_SEED
+from bench.results.layout import CHECKPOINT_FILE, CONFIG_FILE
+from bench.results.table import read_run_json
 from bench.results.trained import load_trained_run
 
 MODES = ("eval", "train", "recomputed")
@@ -108,8 +109,8 @@ def main() -> None:
     cache: dict = {}
     rows = []
     for sweep in args.sweeps:
-        for run_dir in sorted(p.parent for p in sweep.glob("*/checkpoint.pt")):
-            label = json.loads((run_dir / "config.json").read_text())["model"]
+        for run_dir in sorted(p.parent for p in sweep.glob(f"*/{CHECKPOINT_FILE}")):
+            label = read_run_json(run_dir, CONFIG_FILE).get("model")
             if keep and label not in keep:
                 continue
             rows += measure(run_dir, args, cache)

@@ -8,11 +8,9 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-from helpers import one_line_error, snapshot
+from helpers import bench, finished_sweep, one_line_error, snapshot
 from PIL import Image
 
-from bench.cli import cli
 from bench.core.config import load_sweep_config
 from bench.harness.sweep import plan_sweep
 from bench.harness.train import recon_grid
@@ -26,21 +24,13 @@ TINY = [
 ROOT = os.geteuid() == 0  # root writes through read-only modes: those tests need a user
 
 
-def bench(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, session_cache):
     """One tiny finished AE run (no FID), shared by the tests that only copy or read it."""
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("finished") / "r"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DOGBENCH_CACHE", str(session_cache))
-        result = bench("run", "--models", "ae", *TINY, "--out", out)
-    assert result.exit_code == 0, result.output
-    yield out
-    torch.set_num_threads(threads)
+    with finished_sweep(
+        tmp_path_factory, session_cache, "finished", "--models", "ae", *TINY
+    ) as out:
+        yield out
 
 
 @pytest.fixture

@@ -13,10 +13,8 @@ import time
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-from helpers import one_line_error
+from helpers import bench, finished_sweep, one_line_error, snapshot
 
-from bench.cli import cli
 from bench.core.config import load_sweep_config
 from bench.harness.sweep import load_sweep_data, plan_sweep
 from bench.harness.train import train_run
@@ -32,28 +30,14 @@ RUNS = ("ae-seed0", "gan-seed0")
 KEY = ["run", "epoch", "metric"]
 
 
-def bench(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def metrics(folder):
     return pd.concat(pd.read_csv(folder / run / "metrics.csv") for run in RUNS)
 
 
-def snapshot(folder):
-    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, session_cache):
-    threads = torch.get_num_threads()  # train.threads=1 sets it for this process
-    out = tmp_path_factory.mktemp("uninterrupted") / "r"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DOGBENCH_CACHE", str(session_cache))
-        result = bench("run", *TINY, "--out", out)
-    assert result.exit_code == 0, result.output
-    yield out
-    torch.set_num_threads(threads)
+    with finished_sweep(tmp_path_factory, session_cache, "uninterrupted", *TINY) as out:
+        yield out
 
 
 def _epochs_done(status_file) -> int:

@@ -11,9 +11,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
-
-from bench.cli import cli
+from helpers import bench, finished_sweep
 
 FAULTY = [
     "--models", "ae,gan", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32",
@@ -77,10 +75,6 @@ main()
 """
 
 
-def bench(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 def killed_run(tmp_path, out, phase, target, at):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, "-c", CHILD, phase, target, str(at), "run", *FAULTY]
@@ -105,14 +99,8 @@ def quality(frame):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, session_cache):
-    threads = torch.get_num_threads()  # train.threads=1 sets it for this process
-    out = tmp_path_factory.mktemp("uninterrupted") / "r"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DOGBENCH_CACHE", str(session_cache))
-        result = bench("run", *FAULTY, "--out", out)
-    assert result.exit_code == 0, result.output
-    yield out
-    torch.set_num_threads(threads)
+    with finished_sweep(tmp_path_factory, session_cache, "uninterrupted", *FAULTY) as out:
+        yield out
 
 
 def test_kills_in_evaluation_and_checkpoint_writes_then_rerun_equals_uninterrupted(
