@@ -66,6 +66,12 @@ def cli():
 @click.option(
     "--ray-address", help="Join this Ray cluster (e.g. auto); default: start Ray on this machine."
 )
+@click.option(
+    "--continue-from",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Start each run from the finished run of the same model and seed in this folder, "
+    "made with the same settings but a smaller budget (the longer-budget check).",
+)
 def run(
     models,
     config_path,
@@ -77,6 +83,7 @@ def run(
     jobs,
     executor,
     ray_address,
+    continue_from,
     **flags,
 ):
     """Train and evaluate models; one results folder per run."""
@@ -99,6 +106,7 @@ def run(
         jobs=jobs,
         executor=executor,
         ray_address=ray_address,
+        continue_from=continue_from,
     )
     click.echo("\n" + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     click.echo(f"\nresults: {out_dir}{os.sep}   report: bench report {out_dir}")

@@ -112,3 +112,49 @@ def test_bn_sampling_recomputes_statistics_from_prior_batches_on_a_copy():
     torch.testing.assert_close(first.running_mean, want, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(first.running_mean, bn.running_mean)
     assert not first.training
+
+
+def test_equal_time_textbook_loops_train_and_sample_as_the_examples_do():
+    equal_time = load("equal_time")
+    images = torch.randint(0, 256, (130, 3, 32, 32), dtype=torch.uint8)  # >= one VAE batch
+    for name in ("gan", "vae"):
+        model, seen, epochs = equal_time.train_textbook(name, 0, 0.5, images)
+        assert seen > 0 and epochs == seen / 130  # partial last batches count too
+        samples = model.sample(70)
+        assert samples.shape == (70, 3, 32, 32)
+        assert 0 <= samples.min() and samples.max() <= 1
+    assert model.decoder.training is False  # the VAE example samples in eval mode
+    gan = equal_time.TextbookGAN(width=8)
+    gan.sample(3)
+    assert gan.netG.training  # the DCGAN example samples G in train mode
+    torch.manual_seed(0)
+    vae = equal_time.TextbookVAE(width=8)
+    batch = images[:16].float().div(127.5).sub(1)
+    losses = [vae.step(batch) for _ in range(5)]
+    assert losses[-1] < losses[0], losses
+
+
+def test_equal_time_summary_says_whether_dogbench_is_no_worse():
+    equal_time = load("equal_time")
+    rows = [dict(model="gan", who="textbook", fid=f) for f in (100.0, 120.0)] + [
+        dict(model="gan", who="dogbench", fid=f) for f in (90.0, 110.0)
+    ]
+    assert "dogbench FID 100.0 ± 14.1 vs textbook 110.0 ± 14.1 over 2 seeds" in (
+        equal_time.summary(rows, "gan")
+    )
+    assert equal_time.summary(rows, "gan").endswith("no worse: met")
+    rows[-1]["fid"] = 140.0
+    assert equal_time.summary(rows, "gan").endswith("WORSE: not met")
+
+
+def test_equal_time_runs_both_contenders_end_to_end(monkeypatch, capsys):
+    equal_time = load("equal_time")
+    argv = "equal_time --models gan --minutes 0.01 --seeds 3 --n 24".split()
+    monkeypatch.setattr(sys, "argv", argv)
+    equal_time.main()
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out if line.startswith("gan ")]
+    assert [r[2] for r in rows] == ["textbook", "dogbench"], out
+    for r in rows:
+        assert r[1] == "3" and int(r[3]) > 0 and float(r[5]) > 0
+    assert out[-1].startswith("gan: dogbench FID") and "over 1 seeds" in out[-1]

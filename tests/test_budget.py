@@ -174,3 +174,78 @@ def test_bad_budget_refused_in_one_line(tmp_path, flag, fragment):
     args = ["run", "--dataset", "synthetic", "--set", flag, "--out", str(tmp_path / "r")]
     one_line_error(CliRunner().invoke(cli, args), fragment)
     assert not (tmp_path / "r").exists()
+
+
+CONTINUE = [
+    *("run", "--models", "gan", "--dataset", "synthetic", "--seeds", "0,", "--epochs", "0"),
+    *("--batch-size", "32", "--fid-samples", "8", "--set", "data.train_limit=64"),
+    *("--set", "backbone.width=4", "--set", "backbone.latent_dim=4", "--set", "eval.extras="),
+    *("--set", "eval.track_points=4", "--set", "eval.track_n=8", "--set", "eval.grid_images=16"),
+    *("--set", "eval.heldout_images=16", "--set", "eval.samplers=prior"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def short_gan(tmp_path_factory, session_cache):
+    """A tiny GAN finished after 4 steps (2 epochs of 2), with tracked points."""
+    from helpers import finished_sweep
+
+    args = [*CONTINUE[1:], "--set", "train.budget_images=128"]
+    with finished_sweep(tmp_path_factory, session_cache, "short", *args) as out:
+        yield out
+
+
+def test_continued_run_equals_a_fresh_longer_run_and_respreads_its_tracked_points(
+    tmp_path, short_gan
+):
+    """--continue-from: the GAN (most random draws per step) continued to 8 steps equals a
+    fresh 8-step run: the shorter budget ends at an epoch end, so the batch order is the
+    same too, and evaluations and pictures leave training's state alone."""
+    from helpers import bench
+
+    longer = ["--set", "train.budget_images=256"]
+    result = bench(*CONTINUE, *longer, "--out", tmp_path / "fresh")
+    assert result.exit_code == 0, result.output
+    result = bench(
+        *CONTINUE, *longer, "--out", tmp_path / "continued", "--continue-from", short_gan
+    )
+    assert result.exit_code == 0 and "continuing from" in result.output, result.output
+    runs = {n: tmp_path / n / "gan-seed0" for n in ("fresh", "continued")}
+    rows = {n: pd.read_csv(d / "metrics.csv") for n, d in runs.items()}
+
+    def training(frame):
+        return frame[frame.metric.str.startswith("train/")].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(training(rows["continued"]), training(rows["fresh"]))
+    weights = [torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in runs.values()]
+    assert all(torch.equal(weights[0][k], v) for k, v in weights[1].items())
+    # The shorter run's points (k/4 of 4 steps) stay; of the 8-step budget's (k/4 of 8), the
+    # two due by step 4 count as done, the other two come at steps 6 and 8.
+    assert list(rows["continued"].query("metric == @TRACK_FID").step) == [1, 2, 3, 4, 6, 8]
+    assert list(rows["fresh"].query("metric == @TRACK_FID").step) == [2, 4, 6, 8]
+    # Its full evaluation at step 4 stays as an evaluation; the final one equals the fresh run's.
+    assert list(rows["continued"].query("metric == 'fid'").step) == [4, 8]
+    final = [last(rows[n], "final_fid").value for n in ("fresh", "continued")]
+    assert final[0] == final[1]
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (["--set", "train.budget_images=128"], "no later than where it stopped (step 4)"),
+        (["--set", "train.budget_images=64"], "at step 2 (or 0 s), no later than"),
+        (["--set", "train.budget_images=256", "--fid-samples", "9"], "eval.fid_samples=8 vs 9"),
+        (["--set", "train.budget_images=256", "--models", "ae"], "has no run ae-seed0"),
+    ],
+)
+def test_continue_from_refuses_another_setting_in_one_line_and_writes_nothing(
+    tmp_path, short_gan, change, fragment
+):
+    from helpers import bench, snapshot
+
+    before = snapshot(short_gan)
+    out = tmp_path / "longer"
+    result = bench(*CONTINUE, *change, "--out", out, "--continue-from", short_gan)
+    one_line_error(result, fragment)
+    assert not any(p.name != "sweep.json" for p in out.rglob("*") if p.is_file())
+    assert snapshot(short_gan) == before

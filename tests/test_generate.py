@@ -191,3 +191,29 @@ def test_latent_activity_ranks_used_dims_first():
     logvar = np.log(np.array([[1.0, 0.01, 0.2]])).repeat(500, 0)  # dim 1 narrowest posterior
     kl = latent_activity(np.zeros((500, 3)), logvar)
     assert kl[0] == pytest.approx(0.0) and np.argmax(kl) == 1
+
+
+@pytest.mark.parametrize("model", ["gan", "vae"])
+def test_run_pictures_are_drawn_in_eval_mode_and_leave_the_model_as_it_was(tmp_path, model):
+    """samples.png / recon.png: eval-mode BatchNorm, like every evaluation; drawing them
+    must not move the running statistics the checkpoint keeps, nor training's RNG."""
+    from types import SimpleNamespace
+
+    from bench.harness import train as harness_train
+    from bench.metrics.samplers import generate
+
+    torch.manual_seed(0)
+    net = build_model(parse_model_spec(model), {"width": 4, "latent_dim": 4}, 32).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    heldout = SimpleNamespace(images=torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))
+    rng = torch.get_rng_state()
+    plan = SimpleNamespace(dir=tmp_path)
+    harness_train._save_pictures(plan, net, heldout, 16, {})
+    assert net.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    net.eval()
+    want = generate(net, 16)
+    saved = np.asarray(Image.open(tmp_path / "samples.png").convert("RGB"))
+    # The grid's first tile (1 px padding) is the first eval-mode sample.
+    first = (want[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    assert np.abs(saved[1:33, 1:33].astype(int) - first.astype(int)).max() <= 1

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
+from bench.analysis import budget_check as bc
 from bench.analysis import claims as cl
 from bench.analysis.markdown import md_table
 from bench.core.errors import BenchError
@@ -57,9 +58,12 @@ class ReportData:
     tolerance: float
     claim_inputs: pd.DataFrame  # per_run + beta (cl.claim_inputs)
     claims: list[cl.Claim]
+    longer: pd.DataFrame | None = None  # bc.longer_budget_table, with --longer
 
 
-def collect(results_dir: Path, window: int = 5, tolerance: float = 0.10) -> ReportData:
+def collect(
+    results_dir: Path, window: int = 5, tolerance: float = 0.10, longer: Path | None = None
+) -> ReportData:
     runs, metrics = rt.load_runs(results_dir)
     per_run = rt.per_run_table(runs, metrics, window)
     metric_stats, model_stats = rt.aggregate_over_seeds(
@@ -79,6 +83,7 @@ def collect(results_dir: Path, window: int = 5, tolerance: float = 0.10) -> Repo
         tolerance,
         claim_inputs,
         cl.evaluate_claims(claim_inputs),
+        None if longer is None else bc.longer_budget_table(per_run, longer),
     )
 
 
@@ -488,12 +493,46 @@ def claims_section(data: ReportData, written: list[str]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def longer_section(data: ReportData) -> str:
+    """The longer-budget check (bench.analysis.budget_check), with --longer."""
+    if data.longer is None:
+        return ""
+    rows = [
+        [r.label, r.seed, f"{r.budget_ratio:.2f}×", fmt(r.fid), fmt(r.fid_longer)]
+        + [f"{r.change_rel:+.1%}" if np.isfinite(r.change_rel) else "—"]
+        + [r.convergence or "—", r.convergence_longer or "—", r.verdict]
+        for r in data.longer.itertuples(index=False)
+    ]
+    header = ["model", "seed", "longer budget", "final FID", "final FID, longer", "change"]
+    header += ["tracked verdict", "tracked verdict, longer", "verdict"]
+    short = [f"{r[0]} ({r[-1]})" for r in rows if r[-1] != rt.CONVERGED]
+    return "\n".join(
+        [
+            "## Longer budget: convergence check",
+            "",
+            md_table(header, rows),
+            "",
+            "The same model and seed trained again at a larger budget (*longer budget*: "
+            "training FLOPs, else images or epochs, of the longer run / this one). *verdict*: "
+            f"{rt.CONVERGED!r} when the final FID moved by less than "
+            f"{bc.LONGER_TOLERANCE:.0%}, else {rt.IMPROVING!r} (it fell) or {rt.DEGRADING!r} "
+            "(it rose); *tracked verdict*: each run's own, from its tracked points. "
+            + (
+                f"Not converged at this budget: {', '.join(short)}."
+                if short
+                else "Every model checked had converged by this measure."
+            ),
+        ]
+    )
+
+
 def render_markdown(data: ReportData, written: list[str]) -> str:
     sections = [
         header_section(data),
         claims_section(data, written),
         final_table_section(data),
         stability_section(data),
+        longer_section(data),
         cost_section(data),
         plots_section(written),
         runs_section(data),
@@ -845,8 +884,10 @@ def write_report(
     out_dir: str | Path | None = None,
     window: int = 5,
     tolerance: float = 0.10,
+    longer: str | Path | None = None,
 ) -> list[Path]:
-    """Write out_dir/REPORT.md and its PNG plots; returns the written paths."""
+    """Write out_dir/REPORT.md and its PNG plots; returns the written paths. ``longer``: a
+    repeat of some runs at a larger budget (bench.analysis.budget_check)."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(
@@ -854,7 +895,7 @@ def write_report(
         )
     out_dir = Path(out_dir) if out_dir is not None else results_dir
     check_writable_folder(out_dir, "--out")  # before the plots are drawn: one line, not a traceback
-    data = collect(results_dir, window, tolerance)
+    data = collect(results_dir, window, tolerance, None if longer is None else Path(longer))
     written = []
     for name, fig in make_figures(data).items():
         if fig is not None:
@@ -887,8 +928,18 @@ def write_report(
     type=click.FloatRange(min=0),
     help="A seed succeeds if its final FID is within this relative tolerance of the best seed.",
 )
-def report_command(results: Path, out_dir: Path | None, window: int, tolerance: float) -> None:
+@click.option(
+    "--longer",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results of some of the same runs at a larger training budget (e.g. one seed at 2x): "
+    "adds the convergence check of final FID against budget.",
+)
+def report_command(
+    results: Path, out_dir: Path | None, window: int, tolerance: float, longer: Path | None
+) -> None:
     """Summarise the runs under RESULTS (one sweep or a parent of several) into REPORT.md
-    and PNG plots. Only reads RESULTS; writes nothing there but the report files."""
-    paths = write_report(results, out_dir, window, tolerance)
+    and PNG plots. Only reads RESULTS (and --longer); writes nothing there but the report
+    files."""
+    paths = write_report(results, out_dir, window, tolerance, longer)
     click.echo(f"wrote {paths[0]} and {len(paths) - 1} plots")

@@ -78,6 +78,12 @@ class TrainConfig:
             )
 
 
+# The TrainConfig fields that set how long a run trains. A run continued at a larger budget
+# (bench run --continue-from) and a longer-budget repeat (bench report --longer) may differ
+# from the original run in these alone.
+TRAINING_LENGTH_KEYS = ("epochs", "budget_images", "budget_flops", "budget_seconds")
+
+
 @dataclass
 class EvalConfig:
     # Full evaluations cost more than training (Inception at N samples, per sampler), so by

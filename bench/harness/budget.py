@@ -56,6 +56,10 @@ class Budget:
     def _due(self, step: int, k: int) -> bool:
         return self._fraction_due(step, k, self.track_points)
 
+    def points_due(self, step: int) -> int:
+        """How many tracked points are due by ``step`` (the last due point, as k of P)."""
+        return sum(self._due(step, k) for k in range(1, self.track_points + 1))
+
     def cumulative(self, step: int) -> dict[str, float]:
         """Training used after ``step`` steps, as row name -> value."""
         return {
@@ -78,17 +82,21 @@ def plan_budget(
     count_flops: Callable[[], float],
     saved: dict | None,
     track_points: int,
+    step: int,
 ) -> Budget:
-    """The run's budget; ``saved`` (a checkpoint's ``state()``) continues one, keeping the
-    FLOPs per step it counted, so a resumed run stops at the same step. ``track_points``:
-    eval.track_points, or 0 where the evaluator has no tracked metric (no FID)."""
+    """The run's budget; ``saved`` (a checkpoint's ``state()`` at ``step``) continues one,
+    keeping the FLOPs per step it counted, so a resumed run stops at the same step.
+    ``track_points``: eval.track_points, or 0 where the evaluator has no tracked metric (no
+    FID). A run continued at a larger budget (bench run --continue-from) has done more points
+    than its new budget has due by ``step``: its count is cut to those, so the remaining
+    points are spread over the rest of the new budget."""
     saved = saved or {}
     flops = saved.get("flops_per_step") or count_flops()
     if cfg.train.budget_flops and flops <= 0:
         raise BenchError(
             "train.budget_flops: the model's train step counts no FLOPs; use budget_images"
         )
-    return Budget(
+    budget = Budget(
         max_steps(cfg.train, steps_per_epoch, flops),
         cfg.train.budget_seconds,
         flops,
@@ -97,6 +105,13 @@ def plan_budget(
         train_seconds=saved.get("train_seconds", 0.0),
         tracked=saved.get("tracked", 0),
     )
+    budget.tracked = min(budget.tracked, budget.points_due(step))
+    return budget
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Full batches per epoch: the last partial batch is dropped."""
+    return max(1, n_images // batch_size)
 
 
 def max_steps(cfg: TrainConfig, steps_per_epoch: int, flops_per_step: float) -> int | None:

@@ -26,6 +26,8 @@ from bench.core.config import EvalConfig, SweepConfig
 from bench.core.env import resolve_device
 from bench.core.errors import BenchError
 from bench.data.images import ImageSet, limit_train_images, load_images
+from bench.harness.budget import steps_per_epoch
+from bench.harness.continued import continue_runs
 from bench.harness.executors import RunTask, check_executor, execute, run_context
 from bench.harness.train import RunPlan
 from bench.metrics import samplers
@@ -150,12 +152,11 @@ def check_data_counts(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, say=
 
 
 def _first_difference(old: dict, new: dict) -> str | None:
-    """'section.key=old' of the first shared setting that differs, else None."""
-    for section in SHARED_SECTIONS:
-        for key, value in new[section].items():
-            if old.get(section, {}).get(key) != value:
-                return f"{section}.{key}={old.get(section, {}).get(key)!r}, not {value!r}"
-    return None
+    """'section.key=old vs new' of the first shared setting that differs, else None; keys
+    the current config no longer has are not compared (older results stay readable)."""
+    new = {section: new[section] for section in SHARED_SECTIONS}
+    old = {s: {k: (old.get(s) or {}).get(k) for k in new[s]} for s in SHARED_SECTIONS}
+    return rt.first_difference(old, new)
 
 
 def prepare_folder(
@@ -230,8 +231,12 @@ def run_sweep(
     jobs: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    continue_from: Path | None = None,
 ):
     """Train and evaluate every run of the sweep; returns a summary DataFrame.
+
+    ``continue_from``: a results folder whose finished runs of the same models and seeds,
+    trained for less, are where this sweep's runs start (bench.harness.continued).
 
     ``jobs`` runs at once (local processes; with Ray, the most in flight), ``executor``
     'local' or 'ray' (bench.harness.executors). Raises RunsCrashed (exit 1) after the sweep when a
@@ -250,6 +255,10 @@ def run_sweep(
     context = run_context(cfg, train, heldout, device)
     out.mkdir(parents=True, exist_ok=True)
     prepare_folder(cfg, out, plans, overwrite, say)
+    if continue_from is not None:
+        wanted = [(p, run_config(cfg, p.spec, p.seed, p.run_id)) for p in plans]
+        steps = steps_per_epoch(len(train.images), cfg.train.batch_size)
+        continue_runs(continue_from, wanted, steps, say)
     todo = []
     for plan in plans:
         if _finished(plan):

@@ -25,8 +25,8 @@ from bench.core.config import SweepConfig
 from bench.data.images import ImageSet
 from bench.data.pixels import to_model_space
 from bench.harness import speed
-from bench.harness.budget import Budget, plan_budget, step_flops
-from bench.metrics.evaluate import Evaluator
+from bench.harness.budget import Budget, plan_budget, step_flops, steps_per_epoch
+from bench.metrics.evaluate import Evaluator, isolated_rng
 from bench.metrics.samplers import generate, reconstruct
 from bench.results.layout import (
     CHECKPOINT_FILE,
@@ -92,16 +92,26 @@ def _write_status(plan: RunPlan, status: str, epoch: int, step: int, reason=None
 
 
 def _save_pictures(plan: RunPlan, model, heldout: ImageSet, n: int, pictures: dict) -> None:
+    """samples.png and recon.png drawn as the evaluation draws: eval-mode BatchNorm (a
+    train-mode forward would show batch-statistics samples and move the running statistics
+    the checkpoint keeps) and isolated RNG (training's random streams stay as they were)."""
+
     def png(name, images, nrow):
         io.atomic_write(
             plan.dir / name, lambda tmp: save_image(images, tmp, nrow=nrow, padding=1, format="png")
         )
 
-    png("samples.png", generate(model, n), int(math.sqrt(n)))
+    was_training = model.training
+    model.eval()
+    try:
+        with isolated_rng(model.device):
+            png("samples.png", generate(model, n), int(math.sqrt(n)))
+            real = heldout.images[: n // 2]
+            recon = reconstruct(model, real) if len(real) else None
+    finally:
+        model.train(was_training)
     for name, (images, nrow) in pictures.items():  # samples@gmm, interpolation, ...
         png(f"{name}.png", images, nrow or int(math.sqrt(len(images))))
-    real = heldout.images[: n // 2]
-    recon = reconstruct(model, real) if len(real) else None
     if recon is not None:
         png("recon.png", *recon_grid(real.float() / 255, recon))
 
@@ -190,8 +200,8 @@ def _build(plan: RunPlan, n_images: int, device) -> _Run:
         speed.compile_modules(model)
     log = MetricsLog(plan.dir / METRICS_FILE, plan.run_id, plan.spec.label, plan.seed)
     shuffle = torch.Generator().manual_seed(plan.seed)
-    steps_per_epoch = max(1, n_images // cfg.train.batch_size)  # drop the last partial batch
-    return _Run(plan, model, layout, log, shuffle, steps_per_epoch)
+    steps = steps_per_epoch(n_images, cfg.train.batch_size)
+    return _Run(plan, model, layout, log, shuffle, steps)
 
 
 def _resume(run: _Run, device, say) -> None:
@@ -233,7 +243,7 @@ def _budget(run: _Run, images: torch.Tensor, device, evaluator: Evaluator) -> Bu
         )
 
     points = cfg.eval.track_points if evaluator.n_track else 0
-    return plan_budget(cfg, run.steps_per_epoch, count, run.saved_budget, points)
+    return plan_budget(cfg, run.steps_per_epoch, count, run.saved_budget, points, run.step)
 
 
 def _progress_bar(run: _Run) -> tqdm:

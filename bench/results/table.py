@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.core.config import TRAINING_LENGTH_KEYS
 from bench.core.errors import BenchError
 from bench.core.io import read_json
 from bench.results.layout import (
@@ -90,6 +91,28 @@ def read_run_json(run_dir: Path, name: str) -> dict:
     if not isinstance(obj, dict):
         raise BenchError(f"{path} is not a JSON object; expected a file written by bench run")
     return obj
+
+
+def settings_apart_from_length(config: dict) -> dict:
+    """A run's config.json without what names the run and what sets how long it trains
+    (TRAINING_LENGTH_KEYS and the flag derived from them): what two runs must share to be
+    the same run at two budgets."""
+    train = {k: v for k, v in (config.get("train") or {}).items() if k not in TRAINING_LENGTH_KEYS}
+    drop = {"run", "train", BUDGET_REPRODUCIBLE}
+    return {**{k: v for k, v in config.items() if k not in drop}, "train": train}
+
+
+def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    """'section.key=a vs b' of the first (sorted, nested) key whose values differ, else None."""
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = first_difference(x, y, f"{prefix}{key}.")
+            if found:
+                return found
+        elif x != y:
+            return f"{prefix}{key}={x!r} vs {y!r}"
+    return None
 
 
 def run_status(run_dir: Path, status: dict) -> Status | str:

@@ -1,0 +1,68 @@
+"""`bench report --longer`: the same runs at a larger budget, final FID compared."""
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_check import write_run
+
+from bench.analysis import budget_check as bc
+from bench.results import table as rt
+from bench.cli import cli
+
+
+def _sweeps(tmp_path: Path, longer_fid_n: int = 1000) -> tuple[Path, Path]:
+    short, longer = tmp_path / "standard", tmp_path / "standard-2x"
+    for seed in (0, 1):
+        write_run(short, "gan", seed, {"fid": 100.0 + seed})
+        write_run(short, "vae", seed, {"fid": 50.0 + seed})
+    write_run(longer, "gan", 0, {"fid": 80.0}, epochs=4, fid_n=longer_fid_n)  # -20%
+    write_run(longer, "vae", 0, {"fid": 52.0}, epochs=4, fid_n=longer_fid_n)  # +4%
+    return short, longer
+
+
+def _table(short, longer):
+    runs, metrics = rt.load_runs(short)
+    return bc.longer_budget_table(rt.per_run_table(runs, metrics), longer).set_index("label")
+
+
+def test_longer_budget_pairs_model_and_seed_and_flags_a_change_over_ten_percent(tmp_path):
+    short, longer = _sweeps(tmp_path)
+    table = _table(short, longer)
+    assert list(table.index) == ["gan", "vae"]  # seed 1 has no longer run: not paired
+    assert table.loc["gan", "fid"] == 100.0 and table.loc["gan", "fid_longer"] == 80.0
+    assert abs(table.loc["gan", "change_rel"] + 0.20) < 1e-12
+    assert table.loc["gan", "budget_ratio"] == 2.0  # epochs: these runs have no counters
+    assert table.loc["gan", "verdict"] == rt.IMPROVING
+    assert table.loc["vae", "verdict"] == rt.CONVERGED
+    # A parent of both: the longer runs are not paired with themselves.
+    parent = _table(tmp_path, longer)
+    assert sorted(parent.fid) == [50.0, 100.0] and sorted(parent.fid_longer) == [52.0, 80.0]
+
+
+def test_report_longer_section_names_the_models_that_had_not_converged(tmp_path):
+    short, longer = _sweeps(tmp_path)
+    result = CliRunner().invoke(cli, ["report", str(short), "--longer", str(longer)])
+    assert result.exit_code == 0, result.output
+    text = (short / "REPORT.md").read_text()
+    section = text.split("## Longer budget: convergence check")[1].split("\n## ")[0]
+    assert "| gan | 0 | 2.00× | 100 | 80 | -20.0% |" in section
+    assert "| vae | 0 | 2.00× | 50 | 52 | +4.0% |" in section
+    assert "| vae | 0 | 2.00× | 50 | 52 | +4.0% | — | — | converged |" in section
+    assert "Not converged at this budget: gan (still improving)." in section
+    result = CliRunner().invoke(cli, ["report", str(longer), "--longer", str(short)])
+    assert result.exit_code == 2 and "trained no longer than" in result.output
+
+
+def test_report_longer_refuses_other_settings_or_no_shared_run_in_one_line(tmp_path):
+    short, longer = _sweeps(tmp_path, longer_fid_n=500)
+    result = CliRunner().invoke(cli, ["report", str(short), "--longer", str(longer)])
+    assert result.exit_code == 2
+    assert "differs from" in result.output and "eval.fid_samples=1000 vs 500" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (short / "REPORT.md").exists()  # nothing written
+    other = tmp_path / "other"
+    write_run(other, "ae", 0, {"fid": 10.0})
+    result = CliRunner().invoke(cli, ["report", str(short), "--longer", str(other)])
+    assert result.exit_code == 2 and "no finished (model, seed) also in" in result.output
+    result = CliRunner().invoke(cli, ["report", str(short), "--longer", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "is not a folder" in result.output
