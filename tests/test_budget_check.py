@@ -6,8 +6,8 @@ from click.testing import CliRunner
 from test_check import write_run
 
 from bench.analysis import budget_check as bc
-from bench.results import table as rt
 from bench.cli import cli
+from bench.results import table as rt
 
 
 def _sweeps(tmp_path: Path, longer_fid_n: int = 1000) -> tuple[Path, Path]:
