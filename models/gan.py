@@ -54,11 +54,17 @@ class GAN(GenerativeModel):
         d_loss.backward()
         self.opt_d.step()
 
-        # Non-saturating generator loss: -log D(G(z)) instead of log(1 - D(G(z))).
-        gen_logits = self.discriminator(fake).float()
-        g_loss = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        # Non-saturating generator loss: -log D(G(z)) instead of log(1 - D(G(z))). D's own
+        # weight gradients are not needed for G's update (the D step zeroes them first), so
+        # they are not computed: the same update, one weight-gradient pass over D less.
+        self.discriminator.requires_grad_(False)
+        try:
+            gen_logits = self.discriminator(fake).float()
+            g_loss = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            self.discriminator.requires_grad_(True)
         self.opt_g.step()
         return {
             "d_loss": d_loss.detach(),

@@ -121,6 +121,51 @@ def test_gan_step_improves_each_player():
         assert g_loss() < g0
 
 
+def test_gan_g_step_skips_d_weight_gradients_and_takes_the_textbook_step():
+    """G's update through a D with requires_grad off equals the DCGAN example's step, which
+    also fills D's weight gradients in G's backward (discarded: the D step zeroes them)."""
+    import torch.nn.functional as F
+
+    def textbook_step(gan, x):
+        z = torch.randn(x.shape[0], gan.config.latent_dim)
+        fake = gan.generator(z)
+        real_logits, fake_logits = gan.discriminator(x), gan.discriminator(fake.detach())
+        d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        d_loss = d_loss + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        gan.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        gan.opt_d.step()
+        gen_logits = gan.discriminator(fake)
+        g_loss = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
+        gan.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        gan.opt_g.step()
+
+    torch.manual_seed(0)
+    ours = build_model(parse_model_spec("gan"), {"width": 8, "latent_dim": 8}, 32)
+    book = build_model(parse_model_spec("gan"), {"width": 8, "latent_dim": 8}, 32)
+    book.load_state_dict(ours.state_dict())
+    x = torch.rand(4, 16, 3, 32, 32) * 2 - 1
+    for batch in x:
+        rng = torch.get_rng_state()
+        ours.train_step(batch, 0.0)
+        torch.set_rng_state(rng)
+        textbook_step(book, batch)
+    for (name, a), b in zip(ours.state_dict().items(), book.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert all(p.requires_grad for p in ours.discriminator.parameters())
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted = []
+    for step, gan in ((GAN.train_step, ours), (textbook_step, book)):
+        with FlopCounterMode(display=False) as counter:
+            step(gan, x[0]) if step is textbook_step else step(gan, x[0], 0.0)
+        counted.append(counter.get_total_flops())
+    assert counted[0] < counted[1]  # D's weight gradients skipped in G's backward
+
+
 def test_step_context_uses_weights_updated_earlier_in_the_same_step():
     # A GAN's G update runs D again after D's optimiser step, inside one train_step. With
     # autocast's weight-cast cache it would see D's stale pre-update bf16 weights.
