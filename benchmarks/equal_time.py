@@ -125,7 +125,7 @@ class TextbookGAN:
         self.netG.zero_grad()
         self.criterion(self.netD(fake).view(-1), torch.ones(b)).backward()
         self.optG.step()
-        return float(err_real + err_fake)
+        return float((err_real + err_fake).detach())
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:  # in [0, 1]; G in train mode, as the example
@@ -195,14 +195,17 @@ def train_textbook(model_name: str, seed: int, seconds: float, train: torch.Tens
 def bench_cli(*args: str) -> None:
     """`bench ARGS` in a fresh process, as a user runs it; its output goes to stderr."""
     command = [sys.executable, "-c", "from bench.cli import main; main()", *args]
-    subprocess.run(command, check=True, stdout=sys.stderr)
+    subprocess.run(command, check=True, stdout=2)  # fd 2: progress stays off the table
 
 
-def train_dogbench(model_name: str, seed: int, seconds: float, n: int, out: Path) -> dict:
+def train_dogbench(
+    model_name: str, seed: int, seconds: float, n: int, out: Path, root: Path
+) -> dict:
     """Final FID, images seen and epochs of `bench run` given ``seconds`` of training."""
     bench_cli(
         "run", "--models", model_name, "--dataset", DATASET, "--image-size", str(SIZE),
         "--device", "cpu",  # where the textbook loops run
+        "--data-root", str(root),
         "--seeds", f"{seed},", "--fid-samples", str(n), "--out", str(out),
         "--set", "train.epochs=0", "--set", f"train.budget_seconds={seconds}",
         "--set", "eval.fid_split=test", "--set", "eval.track_points=0",
@@ -221,8 +224,7 @@ class Scorer:
     """FID@n against the first n test images, exactly as a dogbench run with
     eval.fid_split=test scores its samples (the same cached real statistics)."""
 
-    def __init__(self, n: int):
-        root = data_root()
+    def __init__(self, n: int, root: Path):
         self.test = load_images(DATASET, "test", SIZE, root, announce=lambda *_: None)
         cfg = EvalConfig(fid_samples=n, fid_split="test")
         self.evaluator = Evaluator(cfg, self.test, self.test, torch.device("cpu"))
@@ -259,6 +261,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n", type=int, default=1000, help="FID samples (test split: 1000)")
     parser.add_argument("--out", type=Path, help="keep dogbench's runs here (default: temp)")
+    parser.add_argument("--data-root", type=Path, help="as bench run's (default: its default)")
     args = parser.parse_args()
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(TEXTBOOK))
@@ -268,8 +271,9 @@ def main() -> None:
         )
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     seconds = args.minutes * 60
-    scorer = Scorer(args.n)
-    train = load_images(DATASET, "train", SIZE, data_root(), announce=lambda *_: None).images
+    root = data_root(args.data_root)
+    scorer = Scorer(args.n, root)
+    train = load_images(DATASET, "train", SIZE, root, announce=lambda *_: None).images
     print(
         f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
         f"{torch.backends.cpu.get_cpu_capability()}; {args.minutes:g} min of training per run; "
@@ -293,6 +297,7 @@ def main() -> None:
                     seconds,
                     scorer.n,
                     out_root / f"{model_name}-seed{seed}-{args.minutes:g}min",
+                    root,
                 )
                 rows.append(dict(model=model_name, seed=seed, who="dogbench", **ours))
                 for r in rows[-2:]:

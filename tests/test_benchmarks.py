@@ -147,10 +147,20 @@ def test_equal_time_summary_says_whether_dogbench_is_no_worse():
     assert equal_time.summary(rows, "gan").endswith("WORSE: not met")
 
 
-def test_equal_time_runs_both_contenders_end_to_end(monkeypatch, capsys):
+def test_equal_time_runs_both_contenders_end_to_end(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
     equal_time = load("equal_time")
-    argv = "equal_time --models gan --minutes 0.01 --seeds 3 --n 24".split()
-    monkeypatch.setattr(sys, "argv", argv)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 70), ("test", 30)):  # a tiny stand-in for CIFAR's dogs
+        folder = tmp_path / "cifar10-dog" / split / "dog"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+    argv = "equal_time --models gan --minutes 0.01 --seeds 3 --n 24 --data-root".split()
+    monkeypatch.setattr(sys, "argv", [*argv, str(tmp_path)])
     equal_time.main()
     out = capsys.readouterr().out.splitlines()
     rows = [line.split() for line in out if line.startswith("gan ")]
