@@ -4,11 +4,11 @@ The longer-budget convergence check (bench report --longer) trains one seed of e
 twice the budget. Continued from the finished shorter run of the same model and seed instead
 of from step 0, it costs only the extra budget: the shorter run's checkpoint (weights,
 optimiser state, RNG streams, budget counters) and its rows are copied and training goes on
-to the new budget. This is a longer run but for two things, both stated in README: the
-shorter run's final evaluation stays, as an evaluation at its step; and the batches after
-its last step come from a new epoch's shuffle (a fresh run would finish the interrupted
-epoch first). Tracked points beyond the ones due by then are spread over the rest of the
-new budget (bench.harness.budget.plan_budget).
+to the new budget. How it differs from a run trained in one go (README, "--continue-from"):
+the shorter run's final evaluation stays, as an evaluation at its step; and when that run
+stopped mid-epoch, the next batches come from a new epoch's shuffle and the epoch count
+moves on by the rest of the interrupted epoch. Tracked points beyond the ones due by then
+are spread over the rest of the new budget (bench.harness.budget.plan_budget).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ def _last(rows: pd.DataFrame, metric: str) -> float:
     return float(values.iloc[-1]) if len(values) else 0.0
 
 
-def _check_longer(source: Path, new: dict, steps_per_epoch: int) -> None:
-    """The new budget stops the run later than where the source run stopped: at a later
-    step (epochs, images, FLOPs at the FLOPs per step it counted) or at more seconds."""
-    stopped = rt.read_run_json(source, STATUS_FILE).get("step") or 0
-    rows = pd.read_csv(source / METRICS_FILE)
+def _check_longer(source: Path, stopped: int, new: dict, steps_per_epoch: int) -> None:
+    """The new budget stops the run later than step ``stopped``, where the source run
+    stopped: at a later step (epochs, images, FLOPs at the FLOPs per step it counted) or at
+    more seconds."""
+    _, rows = rt.load_runs(source)
     flops = _last(rows, CUM_TRAIN_FLOPS) / stopped if stopped else 0.0
     train = from_dict(TrainConfig, new["train"], "train")
     if train.budget_flops and not flops:
@@ -68,7 +68,8 @@ def _source(src: Path, plan: RunPlan, wanted: dict, steps_per_epoch: int) -> Pat
     source = src / plan.run_id
     if not (source / STATUS_FILE).is_file():
         raise BenchError(f"--continue-from {src} has no run {plan.run_id}")
-    status = rt.read_run_json(source, STATUS_FILE).get("status")
+    status_file = rt.read_run_json(source, STATUS_FILE)
+    status = status_file.get("status")
     missing = [f for f in (CHECKPOINT_FILE, METRICS_FILE) if not (source / f).is_file()]
     if status != Status.OK or missing:
         raise BenchError(
@@ -85,7 +86,7 @@ def _source(src: Path, plan: RunPlan, wanted: dict, steps_per_epoch: int) -> Pat
             f"--continue-from {source} differs in {differs}; only how long it trains "
             f"({', '.join(TRAINING_LENGTH_KEYS)}) may change"
         )
-    _check_longer(source, wanted, steps_per_epoch)
+    _check_longer(source, status_file.get("step") or 0, wanted, steps_per_epoch)
     return source
 
 

@@ -26,7 +26,7 @@ from bench.data.images import ImageSet
 from bench.data.pixels import to_model_space
 from bench.harness import speed
 from bench.harness.budget import Budget, plan_budget, step_flops, steps_per_epoch
-from bench.metrics.evaluate import Evaluator, isolated_rng
+from bench.metrics.evaluate import Evaluator, drawing_mode
 from bench.metrics.samplers import generate, reconstruct
 from bench.results.layout import (
     CHECKPOINT_FILE,
@@ -101,15 +101,10 @@ def _save_pictures(plan: RunPlan, model, heldout: ImageSet, n: int, pictures: di
             plan.dir / name, lambda tmp: save_image(images, tmp, nrow=nrow, padding=1, format="png")
         )
 
-    was_training = model.training
-    model.eval()
-    try:
-        with isolated_rng(model.device):
-            png("samples.png", generate(model, n), int(math.sqrt(n)))
-            real = heldout.images[: n // 2]
-            recon = reconstruct(model, real) if len(real) else None
-    finally:
-        model.train(was_training)
+    with drawing_mode(model):
+        png("samples.png", generate(model, n), int(math.sqrt(n)))
+        real = heldout.images[: n // 2]
+        recon = reconstruct(model, real) if len(real) else None
     for name, (images, nrow) in pictures.items():  # samples@gmm, interpolation, ...
         png(f"{name}.png", images, nrow or int(math.sqrt(len(images))))
     if recon is not None:

@@ -63,6 +63,19 @@ def isolated_rng(device: torch.device):
             random.setstate(py_state)
 
 
+@contextlib.contextmanager
+def drawing_mode(model):
+    """Draw from ``model`` as every evaluation does: eval-mode BatchNorm (BENCHMARKS.md
+    "BatchNorm sampling mode") under isolated_rng, the training flag restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with isolated_rng(model.device):
+            yield
+    finally:
+        model.train(was_training)
+
+
 class Evaluator:
     def __init__(
         self,
@@ -154,17 +167,12 @@ class Evaluator:
         if self._real_track is None:
             self._real_track = self._real_stats(self.n_track, "fast")
         mu_real, sigma_real, real_feats = self._real_track
-        was_training = model.training
-        model.eval()
-        try:
-            with isolated_rng(model.device):
-                fake = generate(model, self.n_track)
-                feats = fid.inception_features(fake, device=self.device, numerics="fast")
-                value = float(fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real))
-                real = self.fid_real.images[: self.n_track]
-                kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
-        finally:
-            model.train(was_training)
+        with drawing_mode(model):
+            fake = generate(model, self.n_track)
+            feats = fid.inception_features(fake, device=self.device, numerics="fast")
+            value = float(fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real))
+            real = self.fid_real.images[: self.n_track]
+            kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
         return [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]
 
     @torch.no_grad()
@@ -178,20 +186,16 @@ class Evaluator:
             return self._evaluate(model, final, index)
 
     def _evaluate(self, model, final: bool, index: int) -> Evaluation:
-        was_training = model.training
         # Eval-mode BatchNorm for every model: measured against train mode and recomputed
         # statistics (benchmarks/bn_sampling.py, BENCHMARKS.md "BatchNorm sampling mode").
-        model.eval()
         result = Evaluation([])
-        try:
+        with drawing_mode(model):
             result.metrics += self._sample_metrics(model, final, self._extras_due(final, index))
             result.metrics += self._heldout_metrics(model)
             if final:  # fitted samplers need the trained encoder: only at the end
                 result.metrics += self._sampler_metrics(model, result.pictures)
                 result.metrics += self._interpolation_metrics(model, result.pictures)
-            return result
-        finally:
-            model.train(was_training)
+        return result
 
     def _extras_due(self, final: bool, index: int) -> bool:
         every = self.cfg.extras_every
