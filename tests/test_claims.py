@@ -268,6 +268,51 @@ def test_claim_6():
     assert claim.verdict == INCONCLUSIVE and claim.reason == "metric interp_cv not recorded"
 
 
+SEED_SIGMA = "vae:decoder_sigma=0.0097204"
+
+
+def test_claim_7_seed_kl_weight_against_the_calibrated_sigma_vae():
+    def runs(fixed_kl, fixed_fid, extra=None):
+        groups = {
+            SEED_SIGMA: [{"kl_nats": fixed_kl, "fid": fixed_fid, "active_dims": 256}],
+            "vae": [{"kl_nats": 60.0, "fid": 200.0, "active_dims": 40}],
+            "vae:beta=4": [{"kl_nats": 20.0, "fid": 230.0}],  # not the calibrated β=1 VAE
+        }
+        return table(groups | (extra or {}))
+
+    claim = cl.claim_seed_kl_weight(runs(900.0, 260.0))
+    assert claim.verdict == HOLDS, claim.reason
+    assert "kl_nats vae:decoder_sigma=0.0097204 900 (n=1) vs vae 60 (n=1)" in claim.evidence
+    # shown, not voted on:
+    assert "active_dims vae:decoder_sigma=0.0097204 256 (n=1) vs vae 40" in claim.evidence
+    assert cl.claim_seed_kl_weight(runs(900.0, 150.0)).verdict == FAILS  # fixed σ samples better
+    assert cl.claim_seed_kl_weight(runs(900.0, 203.0)).verdict == INCONCLUSIVE  # within 5%
+    missing = cl.claim_seed_kl_weight(table({"vae": seeds("fid", [1.0])}))
+    assert missing.verdict == INCONCLUSIVE and "no fixed-σ vae" in missing.reason
+    two = runs(900.0, 260.0, {"vae:decoder_sigma=0.05": [{"kl_nats": 1.0, "fid": 1.0}]})
+    assert "ambiguous" in cl.claim_seed_kl_weight(two).reason
+
+
+def test_claim_8_seed_noise_bug():
+    def runs(uniform_fid, gaussian="dogvae"):
+        return table({
+            "dogvae:noise=uniform": [{"fid": uniform_fid, "kl_nats": 3000.0, "active_dims": 250}],
+            gaussian: [{"fid": 200.0, "kl_nats": 2500.0, "active_dims": 256}],
+        })  # fmt: skip
+
+    claim = cl.claim_seed_noise_bug(runs(260.0))
+    assert claim.verdict == HOLDS, claim.reason
+    assert "kl_nats dogvae:noise=uniform 3000 (n=1) vs dogvae 2500" in claim.evidence
+    assert "active_dims" in claim.evidence
+    assert cl.claim_seed_noise_bug(runs(150.0)).verdict == FAILS
+    # the gaussian side may be named with its other params, or with noise=gaussian
+    assert cl.claim_seed_noise_bug(runs(260.0, "dogvae:latent_dim=256")).verdict == HOLDS
+    assert cl.claim_seed_noise_bug(runs(260.0, "dogvae:noise=gaussian")).verdict == HOLDS
+    missing = cl.claim_seed_noise_bug(table({"dogvae": seeds("fid", [1.0])}))
+    assert missing.verdict == INCONCLUSIVE and missing.reason == "no dogvae with uniform noise runs"
+    assert missing.evidence == "—"
+
+
 def test_mixed_settings_make_every_claim_inconclusive():
     per_run = table({"ae": seeds("fid", [300, 310]), "vae": seeds("fid", [150, 160])})
     per_run["label"] = per_run["model"] + [" dataset=a", " dataset=b"] * 2
@@ -349,7 +394,7 @@ def test_claims_command_fails_with_the_numbers(tmp_path):
     assert out.output.strip().endswith("claims: FAILED: required 5 inconclusive")
 
 
-@pytest.mark.parametrize("args", [["--require", "7"], []])
+@pytest.mark.parametrize("args", [["--require", "9"], []])
 def test_claims_command_bad_input_exits_2(tmp_path, args):
     path = make_results(tmp_path / "results") if args else tmp_path / "nothing"
     out = CliRunner().invoke(cl.claims_command, [str(path), *args])

@@ -66,6 +66,11 @@ CLAIM_TEXT = {
     "5": "GAN training is less stable than VAE training (final-FID spread over seeds, "
     "best-vs-final FID gap, divergence rate; majority of the three)",
     "6": "VAE latent interpolations are smoother than AE interpolations (lower interp_cv)",
+    "7": "The seed's KL weight (DogVAE's MSE on 0-255 pixels + 0.00025 KL, a fixed decoder σ "
+    "≈ 0.0097 on the shared backbone) keeps more KL nats and gives worse N(0, I) samples "
+    "(higher FID) than the calibrated σ-VAE",
+    "8": "The seed's uniform reparameterisation noise (rand_like, U[0, 1) instead of N(0, I)) "
+    "gives DogVAE worse N(0, I) samples (higher FID) than Gaussian noise",
 }
 
 
@@ -337,9 +342,10 @@ def majority_of(parts: list[Part]) -> tuple[str, str]:
     return verdict, f"{tally} of {len(parts)}: " + "; ".join(p.reason for p in parts)
 
 
-def make_claim(claim_id: str, parts: list[Part], combine=all_of) -> Claim:
+def make_claim(claim_id: str, parts: list[Part], combine=all_of, context: str = "") -> Claim:
+    """The claim's verdict from its parts; `context`: figures shown but not voted on."""
     verdict, reason = combine(parts)
-    evidence = "; ".join(p.evidence for p in parts if p.evidence) or "—"
+    evidence = "; ".join(filter(None, [*(p.evidence for p in parts), context])) or "—"
     return Claim(claim_id, CLAIM_TEXT[claim_id], evidence, verdict, reason)
 
 
@@ -562,6 +568,117 @@ def claim_vae_interpolates_smoother(per_run: pd.DataFrame) -> Claim:
     return make_claim("6", [p])
 
 
+def variant_label(per_run: pd.DataFrame, name: str, what: str, accept) -> str:
+    """The one `name` label whose params (label_params) satisfy accept(params); `what` names
+    the variant in the reason when there is none or more than one."""
+    labels = sorted(
+        m
+        for m in set(per_run.loc[_model_names(per_run) == name, "model"])
+        if accept(label_params(m))
+    )
+    if not labels:
+        raise Missing(f"no {what} runs")
+    if len(labels) > 1:
+        raise Missing(f"several {what} runs ({', '.join(labels)}): ambiguous")
+    return labels[0]
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        return text is not None and math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _beta_one(params: dict) -> bool:
+    return float(params.get("beta", PLAIN_VAE_BETA)) == 1.0
+
+
+def fixed_sigma_vae(per_run: pd.DataFrame) -> str:
+    """The VAE at β = 1 with a fixed numeric decoder_sigma and no other change."""
+    return variant_label(
+        per_run,
+        "vae",
+        "fixed-σ vae (vae:decoder_sigma=NUMBER)",
+        lambda p: (
+            set(p) <= {"beta", "decoder_sigma"}
+            and _is_number(p.get("decoder_sigma"))
+            and _beta_one(p)
+        ),
+    )
+
+
+def calibrated_vae(per_run: pd.DataFrame) -> str:
+    """The σ-VAE at β = 1: decoder_sigma optimal (the default), no other change."""
+    return variant_label(
+        per_run,
+        "vae",
+        "calibrated σ-VAE (vae)",
+        lambda p: (
+            set(p) <= {"beta", "decoder_sigma"}
+            and p.get("decoder_sigma", "optimal") == "optimal"
+            and _beta_one(p)
+        ),
+    )
+
+
+def dogvae_with_noise(per_run: pd.DataFrame, noise: str) -> str:
+    """The dogvae label with reparameterisation noise `noise` (models/dogvae.py NOISE_KINDS;
+    gaussian is its default), other params allowed (e.g. latent_dim)."""
+    return variant_label(
+        per_run,
+        "dogvae",
+        f"dogvae with {noise} noise",
+        lambda p: p.get("noise", "gaussian") == noise,
+    )
+
+
+def context_evidence(per_run: pd.DataFrame, metrics: list[str], labels) -> str:
+    """'active_dims a 12 vs b 30' per metric, for the models labels() names: figures shown
+    next to a claim's verdict, not voted on; '' where a model or metric is missing."""
+    try:
+        chosen = list(labels())
+    except Missing:
+        return ""
+    shown = []
+    for metric in metrics:
+        try:
+            figures = [f"{m} {describe(values(per_run, m, metric))}" for m in chosen]
+        except Missing:
+            continue
+        shown.append(f"{metric} " + " vs ".join(figures))
+    return "; ".join(shown)
+
+
+def claim_seed_kl_weight(per_run: pd.DataFrame) -> Claim:
+    """7. A fixed, very small decoder σ makes the likelihood so sharp that the KL weighs
+    little: the posterior spreads away from N(0, I) and prior samples land off the data;
+    calibrating σ to the data fixes the balance (Rybkin et al. 2021, σ-VAE). The seed's
+    weight is that σ (models/dogvae.py, equivalent_sigma)."""
+
+    def labels() -> tuple[str, str]:
+        return fixed_sigma_vae(per_run), calibrated_vae(per_run)
+
+    parts = [
+        part(lambda: metric_part(per_run, "kl_nats", *labels(), +1)),
+        part(lambda: metric_part(per_run, "fid", *labels(), +1)),
+    ]
+    return make_claim("7", parts, context=context_evidence(per_run, ["active_dims"], labels))
+
+
+def claim_seed_noise_bug(per_run: pd.DataFrame) -> Claim:
+    """8. With ε ~ U[0, 1) the decoder is trained on codes shifted by σ/2 and with a twelfth
+    of the variance the KL term assumes, so N(0, I) draws at sampling time are not what it
+    learned to decode (Kingma & Welling 2014 derive the estimator for ε ~ N(0, I))."""
+
+    def labels() -> tuple[str, str]:
+        return dogvae_with_noise(per_run, "uniform"), dogvae_with_noise(per_run, "gaussian")
+
+    p = part(lambda: metric_part(per_run, "fid", *labels(), +1))
+    context = context_evidence(per_run, ["kl_nats", "active_dims"], labels)
+    return make_claim("8", [p], context=context)
+
+
 CLAIMS: dict[str, Callable[[pd.DataFrame], Claim]] = {
     "1": claim_ae_prior_samples_worse,
     "2": claim_latent_density_closes_gap,
@@ -570,6 +687,8 @@ CLAIMS: dict[str, Callable[[pd.DataFrame], Claim]] = {
     "4": claim_vae_blurrier,
     "5": claim_gan_less_stable,
     "6": claim_vae_interpolates_smoother,
+    "7": claim_seed_kl_weight,
+    "8": claim_seed_noise_bug,
 }
 
 
