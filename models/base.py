@@ -49,6 +49,13 @@ class GenerativeModel(nn.Module):
         """
         raise NotImplementedError
 
+    def loss_scale(self) -> float:
+        """How many times larger than at unit scale this model's per-image loss terms are by
+        construction (1 unless a model says otherwise): the harness multiplies its
+        divergence bound (train.loss_bound) by it, so that a deliberately sharp likelihood
+        is not taken for an explosion."""
+        return 1.0
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n new images in [-1, 1] from latents drawn from the model's prior."""

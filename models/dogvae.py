@@ -69,7 +69,8 @@ HARNESS_SIZE = 128  # what the harness feeds and expects back
 CHANNELS = (3, 32, 64, 128, 128, 128)  # encoder; the decoder runs them backwards
 MAP = 3  # encoder output side at 127 px
 FLAT = CHANNELS[-1] * MAP * MAP  # 1152
-NOISE_KINDS = ("gaussian", "uniform")
+GAUSSIAN_NOISE, UNIFORM_NOISE = "gaussian", "uniform"  # uniform: the seed's rand_like bug
+NOISE_KINDS = (GAUSSIAN_NOISE, UNIFORM_NOISE)
 CROP_SCALE = (0.75, 1.0)  # area fraction of the random resized crop
 CROP_RATIO = (3 / 4, 4 / 3)  # its aspect range (torchvision's default)
 
@@ -80,7 +81,7 @@ class DogVAEConfig(ModelConfig):
     lr: float = 5e-4
     adam_beta1: float = 0.9  # the seed used torch's Adam defaults
     kl_weight: float = 0.00025
-    noise: str = "gaussian"
+    noise: str = GAUSSIAN_NOISE
 
     def __post_init__(self):
         if self.kl_weight < 0:
@@ -194,7 +195,7 @@ class DogVAE(GenerativeModel):
         return to_harness_space(self.decode_255(z).float())
 
     def _eps(self, like: torch.Tensor, generator=None) -> torch.Tensor:
-        draw = torch.randn if self.config.noise == "gaussian" else torch.rand  # seed's bug
+        draw = torch.randn if self.config.noise == GAUSSIAN_NOISE else torch.rand  # seed's bug
         return draw(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
     def loss_terms(self, x255, generator=None):

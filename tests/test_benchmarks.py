@@ -52,7 +52,7 @@ def test_profile_step_splits_the_step_into_phases_that_sum_to_the_wall_time(monk
 def test_gate_error_rates_counts_false_fails_and_names_what_caught_each_variant(tmp_path, capsys):
     import json
 
-    from test_check import write_run
+    from helpers import write_run
 
     gate = load("gate_error_rates")
     gan = {"fid": 40.0, "recall": 0.3, "coverage": 0.5, "diversity": 1.0}

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from click.testing import CliRunner
-from test_check import write_run
+from helpers import write_run
 
 from bench.analysis import budget_check as bc
 from bench.cli import cli

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import write_run
 from scipy import stats
 
 from bench.analysis.check import (
@@ -16,7 +17,7 @@ from bench.analysis.check import (
     parse_tolerances,
 )
 from bench.analysis.stats import prediction_interval, welch_interval
-from bench.results.layout import CONFIG_FILE, ENV_FILE, METRICS_FILE, STATUS_FILE, Status, run_id
+from bench.results.layout import STATUS_FILE, Status
 
 GOOD = {
     "ae": {"recon_mse": 0.0120, "psnr": 24.0},
@@ -28,74 +29,6 @@ GOOD = {
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DOGBENCH_CACHE", str(tmp_path / "cache"))
-
-
-def write_run(
-    root: Path,
-    model: str,
-    seed: int,
-    metrics: dict,
-    status: str = Status.OK,
-    image_size: int = 32,
-    fid_n: int = 1000,
-    epochs: int = 2,
-    env_extra: dict | None = None,
-) -> None:
-    """One run folder as `bench run` writes it. Epoch 1 holds a decoy (worse) value so that
-    reading anything but the last evaluation shows up in the tests."""
-    rid = run_id(model, seed)
-    folder = root / rid
-    folder.mkdir(parents=True)
-    config = {
-        "run": rid,
-        "model": model,
-        "model_name": model.split(":")[0],
-        "model_params": {},
-        "seed": seed,
-        "data": {"dataset": "cifar10-dog", "image_size": image_size},
-        "train": {"epochs": epochs},
-        "eval": {"fid_samples": fid_n, "fid_split": "train", "fid_exact": False},
-    }
-    env = {
-        "packages": {"torch": "2.15.0", "numpy": "2.3.0"},
-        "git": {"commit": "abc1234"},
-        "fid_weights": "pt_inception-2015-12-05",
-        "fid_weights_sha1": "a16e4d89c0ecbc17a915dd76ea9e41211aa82562",
-        "fid_numerics": "fp32",
-        "device": "cpu",
-        "device_name": "AMD EPYC 9R14",
-        "cpu_name": "AMD EPYC 9R14",
-        "threads": 2,
-        **(env_extra or {}),
-    }
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-    (folder / ENV_FILE).write_text(json.dumps(env))
-    (folder / STATUS_FILE).write_text(
-        json.dumps(
-            {
-                "status": status,
-                "diverged_step": 7 if status == Status.DIVERGED else None,
-                "epoch": epochs,
-                "step": 10 * epochs,
-                "reason": None,
-            }
-        )
-    )
-    rows = ["run,model,seed,epoch,step,metric,value,n"]
-    for epoch in range(1, epochs + 1):
-        rows.append(f"{rid},{model},{seed},{epoch},{10 * epoch},train/loss,{1.0 / epoch},")
-        for name, value in metrics.items():
-            decoy = value * 3 if epoch < epochs else value
-            n = fid_n if name == "fid" else 500
-            rows.append(f"{rid},{model},{seed},{epoch},{10 * epoch},{name},{decoy},{n}")
-    if "fid" in metrics:
-        fid = metrics["fid"]
-        rows += [
-            f"{rid},{model},{seed},{epochs},{10 * epochs},final_fid,{fid},{fid_n}",
-            f"{rid},{model},{seed},,,best_fid,{fid},{fid_n}",
-            f"{rid},{model},{seed},,,best_fid_epoch,{epochs},",
-        ]
-    (folder / METRICS_FILE).write_text("\n".join(rows) + "\n")
 
 
 def write_sweep(root: Path, models: dict, seeds=(0,), **kwargs) -> Path:

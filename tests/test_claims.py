@@ -268,7 +268,7 @@ def test_claim_6():
     assert claim.verdict == INCONCLUSIVE and claim.reason == "metric interp_cv not recorded"
 
 
-SEED_SIGMA = "vae:decoder_sigma=0.0097204"
+SEED_SIGMA = "vae:decoder_sigma=0.0097204"  # models/dogvae.py equivalent_sigma at 128 px
 
 
 def test_claim_7_seed_kl_weight_against_the_calibrated_sigma_vae():
@@ -276,9 +276,13 @@ def test_claim_7_seed_kl_weight_against_the_calibrated_sigma_vae():
         groups = {
             SEED_SIGMA: [{"kl_nats": fixed_kl, "fid": fixed_fid, "active_dims": 256}],
             "vae": [{"kl_nats": 60.0, "fid": 200.0, "active_dims": 40}],
-            "vae:beta=4": [{"kl_nats": 20.0, "fid": 230.0}],  # not the calibrated β=1 VAE
+            # not the seed's σ, not β = 1, not calibrated: none of them is picked
+            "vae:decoder_sigma=1": [{"kl_nats": 1.0, "fid": 400.0}],
+            "vae:beta=4,decoder_sigma=0.0097204": [{"kl_nats": 2.0, "fid": 401.0}],
+            "vae:decoder_sigma=learned": [{"kl_nats": 3.0, "fid": 402.0}],
+            "vae:beta=4": [{"kl_nats": 20.0, "fid": 230.0}],
         }
-        return table(groups | (extra or {}))
+        return table(groups | (extra or {})).assign(image_size=128)
 
     claim = cl.claim_seed_kl_weight(runs(900.0, 260.0))
     assert claim.verdict == HOLDS, claim.reason
@@ -287,16 +291,20 @@ def test_claim_7_seed_kl_weight_against_the_calibrated_sigma_vae():
     assert "active_dims vae:decoder_sigma=0.0097204 256 (n=1) vs vae 40" in claim.evidence
     assert cl.claim_seed_kl_weight(runs(900.0, 150.0)).verdict == FAILS  # fixed σ samples better
     assert cl.claim_seed_kl_weight(runs(900.0, 203.0)).verdict == INCONCLUSIVE  # within 5%
-    missing = cl.claim_seed_kl_weight(table({"vae": seeds("fid", [1.0])}))
-    assert missing.verdict == INCONCLUSIVE and "no fixed-σ vae" in missing.reason
-    two = runs(900.0, 260.0, {"vae:decoder_sigma=0.05": [{"kl_nats": 1.0, "fid": 1.0}]})
+    # The seed's σ depends on the image size: at 64 px it is half of 128 px's.
+    at_64 = cl.claim_seed_kl_weight(runs(900.0, 260.0).assign(image_size=64))
+    assert at_64.verdict == INCONCLUSIVE and "no vae at the seed's fixed σ" in at_64.reason
+    # The recorded (resolved) decoder_sigma is what counts, not a default guessed here.
+    learned = runs(900.0, 260.0).assign(decoder_sigma=lambda t: t["model"].map({"vae": "learned"}))
+    assert "no σ-VAE (decoder_sigma=optimal) runs" in cl.claim_seed_kl_weight(learned).reason
+    two = runs(900.0, 260.0, {"vae:beta=1.0,decoder_sigma=0.00972": [{"kl_nats": 1.0, "fid": 1.0}]})
     assert "ambiguous" in cl.claim_seed_kl_weight(two).reason
 
 
 def test_claim_8_seed_noise_bug():
-    def runs(uniform_fid, gaussian="dogvae"):
+    def runs(uniform_fid, gaussian="dogvae", uniform="dogvae:noise=uniform"):
         return table({
-            "dogvae:noise=uniform": [{"fid": uniform_fid, "kl_nats": 3000.0, "active_dims": 250}],
+            uniform: [{"fid": uniform_fid, "kl_nats": 3000.0, "active_dims": 250}],
             gaussian: [{"fid": 200.0, "kl_nats": 2500.0, "active_dims": 256}],
         })  # fmt: skip
 
@@ -305,9 +313,15 @@ def test_claim_8_seed_noise_bug():
     assert "kl_nats dogvae:noise=uniform 3000 (n=1) vs dogvae 2500" in claim.evidence
     assert "active_dims" in claim.evidence
     assert cl.claim_seed_noise_bug(runs(150.0)).verdict == FAILS
-    # the gaussian side may be named with its other params, or with noise=gaussian
-    assert cl.claim_seed_noise_bug(runs(260.0, "dogvae:latent_dim=256")).verdict == HOLDS
     assert cl.claim_seed_noise_bug(runs(260.0, "dogvae:noise=gaussian")).verdict == HOLDS
+    pair = runs(260.0, "dogvae:latent_dim=256", "dogvae:latent_dim=256,noise=uniform")
+    assert cl.claim_seed_noise_bug(pair).verdict == HOLDS
+    # a pair that differs in more than the noise compares nothing
+    confounded = cl.claim_seed_noise_bug(runs(260.0, "dogvae:latent_dim=256"))
+    assert (
+        confounded.verdict == INCONCLUSIVE
+        and "otherwise as dogvae:noise=uniform" in confounded.reason
+    )
     missing = cl.claim_seed_noise_bug(table({"dogvae": seeds("fid", [1.0])}))
     assert missing.verdict == INCONCLUSIVE and missing.reason == "no dogvae with uniform noise runs"
     assert missing.evidence == "—"
@@ -394,7 +408,7 @@ def test_claims_command_fails_with_the_numbers(tmp_path):
     assert out.output.strip().endswith("claims: FAILED: required 5 inconclusive")
 
 
-@pytest.mark.parametrize("args", [["--require", "9"], []])
+@pytest.mark.parametrize("args", [["--require", "99"], []])
 def test_claims_command_bad_input_exits_2(tmp_path, args):
     path = make_results(tmp_path / "results") if args else tmp_path / "nothing"
     out = CliRunner().invoke(cl.claims_command, [str(path), *args])
@@ -423,3 +437,29 @@ def test_report_without_sampler_or_interpolation_images(tmp_path):
     assert "## Claims" in md and "no VAE run with both kl_nats and recon_mse" in md
     for name in ("rate_distortion.png", "samples_by_sampler.png", "interpolations.png"):
         assert not (root / name).exists() and f"]({name})" not in md
+
+
+def test_claims_7_and_8_read_recorded_params_and_image_size_from_a_results_folder(tmp_path):
+    from helpers import write_run as write_folder
+
+    runs = {
+        ("dogvae", "gaussian", None): 200.0,
+        ("dogvae:noise=uniform", "uniform", None): 260.0,
+        (SEED_SIGMA, None, "0.0097204"): 300.0,
+        ("vae", None, "optimal"): 180.0,
+    }
+    for (label, noise, sigma), fid in runs.items():
+        write_folder(
+            tmp_path, label, 0, {"fid": fid, "kl_nats": 50.0 if sigma == "optimal" else 900.0}
+        )
+        config_path = tmp_path / f"{label.replace(':', '_')}-seed0" / "config.json"
+        config = json.loads(config_path.read_text())
+        params = {"noise": noise} if noise else {"decoder_sigma": sigma, "beta": 1.0}
+        config["model_params"] = params
+        config["data"]["image_size"] = 128
+        config_path.write_text(json.dumps(config))
+    per_run = cl.load_claim_inputs(tmp_path)
+    assert set(per_run["image_size"]) == {128}
+    claims = by_id(cl.evaluate_claims(per_run))
+    assert claims["7"].verdict == HOLDS, claims["7"].reason
+    assert claims["8"].verdict == HOLDS, claims["8"].reason

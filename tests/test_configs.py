@@ -36,7 +36,7 @@ def test_config_loads_and_each_model_takes_a_step_at_its_size(path):
         x = torch.rand(2, 3, size, size) * 2 - 1
         terms = {k: float(v) for k, v in model.train_step(x, 0.0).items()}
         # a fresh model's first step must not count as divergence under the config's bound
-        assert not _bad_terms(terms, _loss_bound(cfg)), (label, terms)
+        assert not _bad_terms(terms, _loss_bound(cfg, model)), (label, terms)
 
 
 def test_real_photo_configs_compare_at_equal_compute_on_petimages():

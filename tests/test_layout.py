@@ -6,7 +6,7 @@ import ast
 import json
 from pathlib import Path
 
-import pandas as pd
+import helpers
 import pytest
 from click.testing import CliRunner
 
@@ -16,7 +16,6 @@ from bench.analysis import report as rp
 from bench.analysis.check import baseline_command, check_command
 from bench.results.layout import (
     BEST_FID,
-    BEST_FID_EPOCH,
     CHECKPOINT_FILE,
     CONFIG_FILE,
     COST_PREFIX,
@@ -38,38 +37,12 @@ def _cache(tmp_path, monkeypatch):
 
 
 def write_run(root: Path, model: str, seed: int, fid: float, status=Status.OK, epochs=2):
-    """A run folder as `bench run` writes it, with cost/* rows; summary rows once finished."""
-    rid = run_id(model, seed)
-    folder = root / rid
-    folder.mkdir(parents=True)
-    config = {
-        "run": rid,
-        "model": model,
-        "model_name": model.split(":")[0],
-        "model_params": {},
-        "seed": seed,
-        "data": {"dataset": "cifar10-dog", "image_size": 32},
-        "train": {"epochs": 2},
-        "eval": {"fid_samples": 100, "fid_split": "train", "fid_exact": False},
-    }
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-    (folder / ENV_FILE).write_text(json.dumps({"packages": {"torch": "2"}, "git_commit": "abc"}))
-    progress = {"status": status, "epoch": epochs, "step": 10 * epochs}
-    (folder / STATUS_FILE).write_text(json.dumps(progress))
-    rows = []
-    for epoch in range(1, epochs + 1):
-        rows += [
-            (epoch, "train/loss", 1.0 / epoch, None),
-            (epoch, "fid", fid + 50 * (2 - epoch), 100),  # epoch 1: a worse decoy
-            (epoch, "recon_mse", 0.01, 500),
-            (epoch, f"{COST_PREFIX}train_seconds", 3.0 + seed, None),
-        ]
-    if status == Status.OK:
-        rows += [(epochs, FINAL_FID, fid, 100), (epochs, BEST_FID, fid, 100)]
-        rows += [(epochs, BEST_FID_EPOCH, epochs, None), (epochs, PEAK_RSS, 900.0, None)]
-    frame = pd.DataFrame(rows, columns=["epoch", "metric", "value", "n"])
-    frame = frame.assign(run=rid, model=model, seed=seed, step=frame["epoch"] * 10)
-    frame.to_csv(folder / METRICS_FILE, index=False)
+    """A run folder as `bench run` writes it, with cost/* rows and peak RSS."""
+    metrics = {"fid": fid, "recon_mse": 0.01}
+    helpers.write_run(
+        root, model, seed, metrics, status=status, epochs=2, done=epochs, fid_n=100,
+        cost={"train_seconds": 3.0 + seed}, peak_rss=900.0,
+    )  # fmt: skip
 
 
 def invoke(command, *args):

@@ -61,7 +61,12 @@ def test_loss_bound_grows_with_the_pixel_count():
 
     for size, factor in ((32, 1), (64, 4), (128, 16)):
         cfg = SweepConfig(data=DataConfig(image_size=size))
-        assert _loss_bound(cfg) == pytest.approx(cfg.train.loss_bound * factor)
+        assert _loss_bound(cfg, tiny("vae")) == pytest.approx(cfg.train.loss_bound * factor)
+    # and with a fixed decoder sigma's 1 / sigma^2 (its NLL is SSE / (2 sigma^2))
+    cfg = SweepConfig()
+    sharp, wide = tiny("vae", decoder_sigma=0.01), tiny("vae", decoder_sigma=2)
+    assert _loss_bound(cfg, sharp) == pytest.approx(cfg.train.loss_bound * 1e4)
+    assert _loss_bound(cfg, wide) == _loss_bound(cfg, tiny("gan")) == cfg.train.loss_bound
 
 
 def test_backbone_is_shared():

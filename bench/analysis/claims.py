@@ -44,6 +44,8 @@ from bench.core.errors import BenchError
 from bench.core.io import write_text
 from bench.results import table as rt
 from bench.results.layout import FINISHED, Status
+from models.dogvae import GAUSSIAN_NOISE, UNIFORM_NOISE, DogVAEConfig, equivalent_sigma
+from models.vae import CALIBRATED_SIGMA, VAEConfig
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
 VERDICT_MARK = {HOLDS: "✅", FAILS: "❌", INCONCLUSIVE: "❔"}
@@ -66,9 +68,9 @@ CLAIM_TEXT = {
     "5": "GAN training is less stable than VAE training (final-FID spread over seeds, "
     "best-vs-final FID gap, divergence rate; majority of the three)",
     "6": "VAE latent interpolations are smoother than AE interpolations (lower interp_cv)",
-    "7": "The seed's KL weight (DogVAE's MSE on 0-255 pixels + 0.00025 KL, a fixed decoder σ "
-    "≈ 0.0097 on the shared backbone) keeps more KL nats and gives worse N(0, I) samples "
-    "(higher FID) than the calibrated σ-VAE",
+    "7": "The seed's KL weight (DogVAE's loss, MSE on 0-255 pixels + kl_weight × KL, as the "
+    "fixed decoder σ it equals on the shared backbone) keeps more KL nats and gives worse "
+    "N(0, I) samples (higher FID) than the calibrated σ-VAE",
     "8": "The seed's uniform reparameterisation noise (rand_like, U[0, 1) instead of N(0, I)) "
     "gives DogVAE worse N(0, I) samples (higher FID) than Gaussian noise",
 }
@@ -568,13 +570,20 @@ def claim_vae_interpolates_smoother(per_run: pd.DataFrame) -> Claim:
     return make_claim("6", [p])
 
 
+def recorded(per_run: pd.DataFrame, label: str, key: str, default):
+    """Model parameter `key` of the runs of `label`: as config.json recorded it (resolved,
+    a column of claim_inputs), else as the label sets it, else the model's `default`."""
+    runs = per_run[per_run["model"] == label]
+    if key in runs and runs[key].notna().any():
+        return runs[key].dropna().iloc[0]
+    return label_params(label).get(key, default)
+
+
 def variant_label(per_run: pd.DataFrame, name: str, what: str, accept) -> str:
-    """The one `name` label whose params (label_params) satisfy accept(params); `what` names
-    the variant in the reason when there is none or more than one."""
+    """The one `name` label that accept(label) admits; `what` names the variant in the reason
+    when there is none or more than one."""
     labels = sorted(
-        m
-        for m in set(per_run.loc[_model_names(per_run) == name, "model"])
-        if accept(label_params(m))
+        m for m in set(per_run.loc[_model_names(per_run) == name, "model"]) if accept(m)
     )
     if not labels:
         raise Missing(f"no {what} runs")
@@ -583,54 +592,67 @@ def variant_label(per_run: pd.DataFrame, name: str, what: str, accept) -> str:
     return labels[0]
 
 
-def _is_number(text: str | None) -> bool:
+def _as_float(value) -> float:
     try:
-        return text is not None and math.isfinite(float(text))
-    except ValueError:
-        return False
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
-def _beta_one(params: dict) -> bool:
-    return float(params.get("beta", PLAIN_VAE_BETA)) == 1.0
+def _plain_sigma_vae(label: str) -> bool:
+    """A VAE label that changes at most β (to 1) and the decoder σ."""
+    params = label_params(label)
+    return set(params) <= {"beta", "decoder_sigma"} and _as_float(params.get("beta", 1)) == 1
+
+
+def seed_sigma(per_run: pd.DataFrame, label: str) -> float:
+    """The fixed decoder σ equivalent to the seed's KL weight at the image size of `label`'s
+    runs (models/dogvae.py, equivalent_sigma)."""
+    size = _as_float(recorded(per_run, label, "image_size", math.nan))
+    return equivalent_sigma(3 * size**2, DogVAEConfig().kl_weight)
 
 
 def fixed_sigma_vae(per_run: pd.DataFrame) -> str:
-    """The VAE at β = 1 with a fixed numeric decoder_sigma and no other change."""
-    return variant_label(
-        per_run,
-        "vae",
-        "fixed-σ vae (vae:decoder_sigma=NUMBER)",
-        lambda p: (
-            set(p) <= {"beta", "decoder_sigma"}
-            and _is_number(p.get("decoder_sigma"))
-            and _beta_one(p)
-        ),
-    )
+    """The β = 1 VAE whose fixed decoder σ is the seed's KL weight (within 1%)."""
+
+    def is_seed_sigma(label: str) -> bool:
+        sigma = _as_float(recorded(per_run, label, "decoder_sigma", None))
+        return _plain_sigma_vae(label) and abs(sigma / seed_sigma(per_run, label) - 1) < 0.01
+
+    what = "vae at the seed's fixed σ (vae:decoder_sigma=σ, models/dogvae.py equivalent_sigma)"
+    return variant_label(per_run, "vae", what, is_seed_sigma)
 
 
 def calibrated_vae(per_run: pd.DataFrame) -> str:
-    """The σ-VAE at β = 1: decoder_sigma optimal (the default), no other change."""
-    return variant_label(
-        per_run,
-        "vae",
-        "calibrated σ-VAE (vae)",
-        lambda p: (
-            set(p) <= {"beta", "decoder_sigma"}
-            and p.get("decoder_sigma", "optimal") == "optimal"
-            and _beta_one(p)
-        ),
+    """The β = 1 σ-VAE: decoder σ calibrated to the batch MSE, no other change."""
+
+    def is_calibrated(label: str) -> bool:
+        sigma = recorded(per_run, label, "decoder_sigma", VAEConfig().decoder_sigma)
+        return _plain_sigma_vae(label) and sigma == CALIBRATED_SIGMA
+
+    return variant_label(per_run, "vae", f"σ-VAE (decoder_sigma={CALIBRATED_SIGMA})", is_calibrated)
+
+
+def dogvae_noise_pair(per_run: pd.DataFrame) -> tuple[str, str]:
+    """(uniform, gaussian): the dogvae labels with the seed's uniform noise and with Gaussian
+    noise, equal in every other parameter the labels set."""
+
+    def noise(label: str) -> str:
+        return recorded(per_run, label, "noise", DogVAEConfig().noise)
+
+    def rest(label: str) -> dict:
+        return {k: v for k, v in label_params(label).items() if k != "noise"}
+
+    uniform = variant_label(
+        per_run, "dogvae", "dogvae with uniform noise", lambda m: noise(m) == UNIFORM_NOISE
     )
-
-
-def dogvae_with_noise(per_run: pd.DataFrame, noise: str) -> str:
-    """The dogvae label with reparameterisation noise `noise` (models/dogvae.py NOISE_KINDS;
-    gaussian is its default), other params allowed (e.g. latent_dim)."""
-    return variant_label(
+    gaussian = variant_label(
         per_run,
         "dogvae",
-        f"dogvae with {noise} noise",
-        lambda p: p.get("noise", "gaussian") == noise,
+        f"dogvae with Gaussian noise and otherwise as {uniform}",
+        lambda m: noise(m) == GAUSSIAN_NOISE and rest(m) == rest(uniform),
     )
+    return uniform, gaussian
 
 
 def context_evidence(per_run: pd.DataFrame, metrics: list[str], labels) -> str:
@@ -672,7 +694,7 @@ def claim_seed_noise_bug(per_run: pd.DataFrame) -> Claim:
     learned to decode (Kingma & Welling 2014 derive the estimator for ε ~ N(0, I))."""
 
     def labels() -> tuple[str, str]:
-        return dogvae_with_noise(per_run, "uniform"), dogvae_with_noise(per_run, "gaussian")
+        return dogvae_noise_pair(per_run)
 
     p = part(lambda: metric_part(per_run, "fid", *labels(), +1))
     context = context_evidence(per_run, ["kl_nats", "active_dims"], labels)
@@ -714,11 +736,19 @@ def evaluate_claims(per_run: pd.DataFrame) -> list[Claim]:
     return [check(per_run) for check in CLAIMS.values()]
 
 
+# Run facts and model parameters (config.json, resolved) that claims read besides β.
+CLAIM_RUN_FACTS = ("image_size", "decoder_sigma", "noise")
+
+
 def claim_inputs(runs_df: pd.DataFrame, per_run_df: pd.DataFrame) -> pd.DataFrame:
-    """rt.per_run_table rows plus each run's β (config model_params, else the label)."""
-    beta = runs_df.set_index("run")["beta"] if "beta" in runs_df else None
-    out = per_run_df.drop(columns=["beta"], errors="ignore")
-    out = out.assign(beta=out["run"].map(beta) if beta is not None else np.nan)
+    """rt.per_run_table rows plus each run's β (config model_params, else the label) and
+    CLAIM_RUN_FACTS where recorded."""
+    by_run = runs_df.set_index("run")
+    keys = [k for k in ("beta", *CLAIM_RUN_FACTS) if k in by_run]
+    out = per_run_df.drop(columns=keys, errors="ignore")
+    out = out.assign(**{k: out["run"].map(by_run[k]) for k in keys})
+    if "beta" not in out:
+        out = out.assign(beta=np.nan)
     return out.assign(beta=_betas(out))
 
 

@@ -123,10 +123,11 @@ def recon_grid(real: torch.Tensor, recon: torch.Tensor, width: int = 8):
     return torch.cat(rows), nrow
 
 
-def _loss_bound(cfg: SweepConfig) -> float:
-    """train.loss_bound holds at 32 x 32; it grows with the pixel count, because per-image sums
-    over pixels (a VAE's nats) do: at 128 px a healthy VAE's first loss is ~2e4."""
-    return cfg.train.loss_bound * (cfg.data.image_size / 32) ** 2
+def _loss_bound(cfg: SweepConfig, model: GenerativeModel) -> float:
+    """train.loss_bound holds at 32 x 32 for a loss at unit scale; it grows with the pixel
+    count, because per-image sums over pixels (a VAE's nats) do: at 128 px a healthy VAE's
+    first loss is ~2e4; and with the model's own loss_scale (a fixed-sigma VAE's 1/sigma^2)."""
+    return cfg.train.loss_bound * (cfg.data.image_size / 32) ** 2 * model.loss_scale()
 
 
 def _bad_terms(terms: dict, bound: float) -> list[str]:
@@ -266,7 +267,7 @@ def _train_epoch(run: _Run, images: torch.Tensor, device, evaluator: Evaluator) 
             raw = run.model.train_step(x, run.epoch - 1 + i / run.steps_per_epoch)
         terms = {k: float(v) for k, v in raw.items()}
         run.step += 1
-        bad = _bad_terms(terms, _loss_bound(run.plan.config))
+        bad = _bad_terms(terms, _loss_bound(run.plan.config, run.model))
         if bad:
             out.diverged = f"{bad[0]}={terms[bad[0]]} at step {run.step}"
             return out
