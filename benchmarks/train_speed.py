@@ -13,6 +13,8 @@ whichever ran second; the spread of the per-pair ratios is printed with the rati
 
     python benchmarks/train_speed.py                 # all models, 32 and 64
     python benchmarks/train_speed.py --models gan --sizes 32 --steps 10 --repeats 4
+    python benchmarks/train_speed.py --models ae,dogvae --sizes 128 --width 32 --latent 256 \
+        --batch 128                                  # configs/dogvae.yaml's setting
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class Contender:
 
 def measure(name, size, args) -> dict:
     torch.manual_seed(0)
-    reference = build_model(parse_model_spec(name), vars(BackboneConfig()), size)
+    backbone = {"width": args.width, "latent_dim": args.latent}
+    reference = build_model(parse_model_spec(name), backbone, size)
     harness = copy.deepcopy(reference)
     speed.set_matmul_4x4(harness, bool(args.matmul_4x4))
     speed.set_fused_adam(harness, torch.device("cpu"), bool(args.fused_adam))
@@ -102,6 +105,8 @@ def main() -> None:
     parser.add_argument("--fused-adam", type=int, default=int(TrainConfig().fused_adam))
     parser.add_argument("--compile", type=int, default=int(TrainConfig().compile))
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--width", type=int, default=BackboneConfig().width)
+    parser.add_argument("--latent", type=int, default=BackboneConfig().latent_dim)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,7 +117,7 @@ def main() -> None:
         f"({dtype or 'fp32'}), channels_last={bool(args.channels_last)}, "
         f"matmul_4x4={bool(args.matmul_4x4)}, fused_adam={bool(args.fused_adam)}, "
         f"compile={bool(args.compile)}; batch {args.batch}, {args.repeats} alternating blocks "
-        f"of {args.steps} steps each; backbone {vars(BackboneConfig())}"
+        f"of {args.steps} steps each; backbone width {args.width}, latent {args.latent}"
     )
     print(
         f"{'model':6} {'size':>4} {'plain img/s':>12} {'harness img/s':>14} {'ratio':>6} "

@@ -19,11 +19,13 @@ def load(name):
 
 def test_train_speed_prints_both_rates_ratio_and_matching_losses(monkeypatch, capsys):
     train_speed = load("train_speed")
-    argv = "train_speed --models ae --sizes 32 --steps 2 --repeats 2 --batch 8".split()
+    argv = "train_speed --models ae --sizes 32 --steps 2 --repeats 2 --batch 8 --width 16".split()
     plain = "--precision fp32 --channels-last 0 --matmul-4x4 0 --fused-adam 0".split()
     monkeypatch.setattr(sys, "argv", argv + plain)
     train_speed.main()
-    row = capsys.readouterr().out.splitlines()[-1].split()
+    out = capsys.readouterr().out
+    assert "backbone width 16, latent 128" in out.splitlines()[0]
+    row = out.splitlines()[-1].split()
     assert row[:2] == ["ae", "32"], row
     plain_ips, harness_ips, ratio = float(row[2]), float(row[3]), float(row[4].rstrip("x"))
     assert plain_ips > 0 and harness_ips > 0
@@ -168,3 +170,16 @@ def test_equal_time_runs_both_contenders_end_to_end(tmp_path, monkeypatch, capsy
     for r in rows:
         assert r[1] == "3" and int(r[3]) > 0 and float(r[5]) > 0
     assert out[-1].startswith("gan: dogbench FID") and "over 1 seeds" in out[-1]
+
+
+def test_kl_spike_prints_the_kl_per_warm_up_length(monkeypatch, capsys):
+    kl_spike = load("kl_spike")
+    argv = "kl_spike --dataset synthetic --size 32 --width 8 --latent 8 --batch 8 --steps 3"
+    monkeypatch.setattr(sys, "argv", [*argv.split(), "--warmup", "0,2"])
+    kl_spike.main()
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split() == ["warm-up", "KL@1", "KL@2", "KL@3", "max", "KL"]
+    plain, warmed = (row.split() for row in rows[2:4])
+    assert plain[0] == "0" and warmed[0] == "2"
+    assert plain[1] == warmed[1]  # the first step is taken before any update: same KL
+    assert float(plain[-1]) == max(map(float, plain[1:4]))

@@ -25,6 +25,7 @@ TINY = [
     "--fid-samples", "0", "--set", "backbone.width=16", "--set", "backbone.latent_dim=8",
     "--set", "data.train_limit=256", "--set", "eval.heldout_images=32",
     "--set", "eval.grid_images=16", "--set", "train.threads=1",
+    "--set", "train.lr_warmup_steps=20",  # 8 steps per epoch: the kill lands mid-warm-up
 ]  # fmt: skip
 RUNS = ("ae-seed0", "gan-seed0")
 KEY = ["run", "epoch", "metric"]
@@ -110,6 +111,28 @@ def test_other_settings_refused_until_overwrite(uninterrupted, tmp_path):
     assert json.loads((out / "ae-seed0" / "config.json").read_text())["train"]["epochs"] == 1
     assert set(pd.read_csv(out / "ae-seed0" / "metrics.csv").epoch) == {1}
     assert json.loads((out / "sweep.json").read_text())["models"] == ["ae"]
+
+
+def test_results_written_before_a_setting_existed_still_resume(uninterrupted, tmp_path):
+    """A setting added to the code later is absent from older config.json / sweep.json: it
+    counts at its default (what the older code did), so the folder is not refused, and the
+    run can still be continued or paired with a longer one."""
+    from bench.results import table as rt
+
+    out = tmp_path / "r"
+    shutil.copytree(uninterrupted, out)
+    for recorded in [out / "sweep.json", *out.glob("*/config.json")]:
+        config = json.loads(recorded.read_text())
+        del config["train"]["budget_seconds"]  # as if written before budgets existed
+        recorded.write_text(json.dumps(config))
+    before = {p: b for p, b in snapshot(out).items() if "sweep.json" not in str(p)}
+    result = bench("run", *TINY, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert all(f"[{run}] already finished, skipped" in result.output for run in RUNS)
+    assert {p: b for p, b in snapshot(out).items() if "sweep.json" not in str(p)} == before
+    old = json.loads((out / "ae-seed0" / "config.json").read_text())
+    current = json.loads((uninterrupted / "ae-seed0" / "config.json").read_text())
+    assert rt.settings_apart_from_length(old) == rt.settings_apart_from_length(current)
 
 
 class CrashingEvaluator(Evaluator):

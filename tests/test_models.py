@@ -337,3 +337,29 @@ def test_compile_switch_compiles_matches_eager_and_loads_eager_checkpoints():
         want, got = eager.train_step(x, 0.0)["loss"], compiled.train_step(x, 0.0)["loss"]
         assert float(got) == pytest.approx(float(want), rel=1e-4)
     assert counters["stats"]["unique_graphs"] >= 3  # trunk, head, decoder
+
+
+def test_lr_warm_up_ramps_every_optimiser_and_resumes_on_the_same_ramp():
+    from types import SimpleNamespace
+
+    from bench.core.config import TrainConfig
+    from bench.harness.train import _warm_up_lr
+
+    model = tiny("gan")  # two optimisers
+    base = {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
+    plan = SimpleNamespace(config=SimpleNamespace(train=TrainConfig(lr_warmup_steps=4)))
+    run = SimpleNamespace(plan=plan, model=model, base_lrs=base, step=0)
+    seen = []
+    for step in range(7):
+        run.step = step
+        if step == 2:  # a checkpoint saved mid-warm-up loads its reduced lr: the ramp decides
+            for o in model.optimizers().values():
+                o.param_groups[0]["lr"] = 123.0
+        _warm_up_lr(run)
+        seen.append(
+            {k: o.param_groups[0]["lr"] / base[k][0] for k, o in model.optimizers().items()}
+        )
+    assert [round(s["opt_g"], 6) for s in seen] == [0.25, 0.5, 0.75, 1, 1, 1, 1]
+    assert all(s["opt_g"] == s["opt_d"] for s in seen)
+    with pytest.raises(BenchError, match="lr_warmup_steps must be >= 0"):
+        TrainConfig(lr_warmup_steps=-1)

@@ -46,6 +46,11 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     loss_bound: float = 1e4  # |term| above this counts as divergence (x (size/32)^2)
+    # Linear learning-rate warm-up of every optimiser over the first N steps (0 = none; Goyal
+    # et al. 2017). Adam's first steps move every weight by ~lr, so a wide layer's output jumps
+    # by ~lr x its fan-in: at 64 / 128 px the VAE's log-variance head (fan-in 8192-16384)
+    # jumps its KL from ~200 to 1e5-1e6 nats at step 2 (BENCHMARKS.md "Real photos").
+    lr_warmup_steps: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (0 = only at the end)
     # Speed switches (measured in BENCHMARKS.md; each can be turned off):
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: autocast of the train step
@@ -68,7 +73,7 @@ class TrainConfig:
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise BenchError(f"train.{name} must be >= 0 (0 = none), got {getattr(self, name)}")
         # epochs 0 = no epoch limit, which needs a budget to stop the run
-        least = {"epochs": 0 if self.has_budget() else 1, "batch_size": 1}
+        least = {"epochs": 0 if self.has_budget() else 1, "batch_size": 1, "lr_warmup_steps": 0}
         for name, low in least.items():
             if getattr(self, name) < low:
                 raise BenchError(f"train.{name} must be >= {low}, got {getattr(self, name)}")
@@ -124,6 +129,26 @@ class SweepConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# The sections every run of a sweep shares, by their key in config.json / sweep.json.
+SHARED_SECTION_CLASSES = {
+    "backbone": BackboneConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def with_new_defaults(recorded: dict) -> dict:
+    """A recorded config.json / sweep.json with the settings added to the code since it was
+    written filled in at their defaults. A new setting's default is what older code did (the
+    rule for adding one), so older results stay comparable, resumable and continuable."""
+    out = dict(recorded)
+    for section, cls in SHARED_SECTION_CLASSES.items():
+        if isinstance(recorded.get(section), dict):
+            out[section] = {**dataclasses.asdict(cls()), **recorded[section]}
+    return out
 
 
 def _accepted(cls) -> str:

@@ -22,7 +22,12 @@ import pandas as pd
 import torch
 
 from bench.core import io
-from bench.core.config import EvalConfig, SweepConfig
+from bench.core.config import (
+    SHARED_SECTION_CLASSES,
+    EvalConfig,
+    SweepConfig,
+    with_new_defaults,
+)
 from bench.core.env import resolve_device
 from bench.core.errors import BenchError
 from bench.data.images import ImageSet, limit_train_images, load_images
@@ -48,7 +53,7 @@ from models import MODELS, parse_model_spec
 from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config
 
-SHARED_SECTIONS = ("backbone", "data", "train", "eval")
+SHARED_SECTIONS = tuple(SHARED_SECTION_CLASSES)
 
 
 def split_model_list(text: str) -> list[str]:
@@ -153,7 +158,9 @@ def check_data_counts(cfg: SweepConfig, train: ImageSet, heldout: ImageSet, say=
 
 def _first_difference(old: dict, new: dict) -> str | None:
     """'section.key=old vs new' of the first shared setting that differs, else None; keys
-    the current config no longer has are not compared (older results stay readable)."""
+    the current config no longer has are not compared, keys it has gained count at their
+    defaults (older results stay readable and resumable)."""
+    old = with_new_defaults(old)
     new = {section: new[section] for section in SHARED_SECTIONS}
     old = {s: {k: (old.get(s) or {}).get(k) for k in new[s]} for s in SHARED_SECTIONS}
     return rt.first_difference(old, new)
@@ -181,6 +188,7 @@ def prepare_folder(
     for cfg_file in sorted(out.glob(f"*/{CONFIG_FILE}")):
         run = rt.read_run_json(cfg_file.parent, CONFIG_FILE)
         other = _first_difference(run, shared)
+        run = with_new_defaults(run)
         if other or wanted.get(cfg_file.parent, run) != run:
             stale.append((cfg_file.parent, other or "a different run config"))
     if stale and not overwrite:

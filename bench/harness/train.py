@@ -147,6 +147,7 @@ class _Run:
     epoch: int = 0  # the epoch in progress, or the last one finished between epochs
     step: int = 0
     bar: tqdm | None = None
+    base_lrs: dict = field(default_factory=dict)  # each optimiser's lr per group, as built
     budget: Budget | None = None  # when the run stops and is tracked (bench.harness.budget)
     saved_budget: dict | None = None  # the checkpoint's budget state, when resuming
     done: bool = False  # the budget is reached: this epoch is the last
@@ -197,7 +198,23 @@ def _build(plan: RunPlan, n_images: int, device) -> _Run:
     log = MetricsLog(plan.dir / METRICS_FILE, plan.run_id, plan.spec.label, plan.seed)
     shuffle = torch.Generator().manual_seed(plan.seed)
     steps = steps_per_epoch(n_images, cfg.train.batch_size)
-    return _Run(plan, model, layout, log, shuffle, steps)
+    run = _Run(plan, model, layout, log, shuffle, steps)
+    # Before any checkpoint loads: a run saved mid-warm-up holds a reduced lr.
+    run.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
+    return run
+
+
+def _warm_up_lr(run: _Run) -> None:
+    """Step s (0-based) of the first train.lr_warmup_steps uses (s + 1) / N of each
+    optimiser's lr; from step N on, the lr as built. A function of the step alone, so a
+    resumed run continues the same ramp."""
+    n = run.plan.config.train.lr_warmup_steps
+    if not n or run.step > n:
+        return
+    factor = min(1.0, (run.step + 1) / n)
+    for name, opt in run.model.optimizers().items():
+        for group, lr in zip(opt.param_groups, run.base_lrs[name], strict=True):
+            group["lr"] = lr * factor
 
 
 def _resume(run: _Run, device, say) -> None:
@@ -263,6 +280,7 @@ def _train_epoch(run: _Run, images: torch.Tensor, device, evaluator: Evaluator) 
     order = torch.randperm(len(images), generator=run.shuffle)
     for i in range(run.steps_per_epoch):
         x = _batch(run, images, order, i, device)
+        _warm_up_lr(run)
         with speed.step_context(cfg.precision, device):
             raw = run.model.train_step(x, run.epoch - 1 + i / run.steps_per_epoch)
         terms = {k: float(v) for k, v in raw.items()}

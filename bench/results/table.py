@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.core.config import TRAINING_LENGTH_KEYS
+from bench.core.config import TRAINING_LENGTH_KEYS, with_new_defaults
 from bench.core.errors import BenchError
 from bench.core.io import read_json
 from bench.results.layout import (
@@ -97,6 +97,7 @@ def settings_apart_from_length(config: dict) -> dict:
     """A run's config.json without what names the run and what sets how long it trains
     (TRAINING_LENGTH_KEYS and the flag derived from them): what two runs must share to be
     the same run at two budgets."""
+    config = with_new_defaults(config)
     train = {k: v for k, v in (config.get("train") or {}).items() if k not in TRAINING_LENGTH_KEYS}
     drop = {"run", "train", BUDGET_REPRODUCIBLE}
     return {**{k: v for k, v in config.items() if k not in drop}, "train": train}
