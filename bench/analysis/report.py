@@ -10,6 +10,7 @@ Figures use matplotlib's Figure API (Agg canvas, no pyplot global state).
 """
 
 import datetime as dt
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ NOT_FINAL |= set(rt.TRACK_COLUMNS)  # tracked points during training, at a small
 ARROWS = {registry.LOWER: " ↓", registry.HIGHER: " ↑"}
 STATUS_COLORS = {Status.OK: "black", Status.DIVERGED: "red", Status.RUNNING: "orange"}
 DPI = 120
+PANELS_PER_ROW = 4
+MIN_CELL_INCHES = 2.6  # an image cell's least width: room for a two-line caption
 
 
 @dataclass
@@ -718,18 +721,8 @@ def plot_image_panels(data: ReportData, filename: str, title: str, metric: str) 
         panels.append((f"{label}\n{note}", image))
     if not panels:
         return None
-    ncols = min(4, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    aspect = max(image.shape[0] / image.shape[1] for _, image in panels)
-    fig = Figure(figsize=(3.4 * ncols, (3.4 * aspect + 0.5) * nrows + 0.4), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (caption, image) in zip(axes, panels, strict=False):
-        ax.imshow(image)
-        ax.set_title(caption, fontsize=9)
-    for ax in axes:
-        ax.set_axis_off()
-    fig.suptitle(title)
-    return fig
+    rows = [panels[i : i + PANELS_PER_ROW] for i in range(0, len(panels), PANELS_PER_ROW)]
+    return _image_grid(rows, title)
 
 
 def plot_rate_distortion(data: ReportData) -> Figure | None:
@@ -787,9 +780,14 @@ def _read_image(path: Path) -> np.ndarray | None:
 
 
 def _image_grid(
-    cells: list[list[tuple[str, np.ndarray | None]]], title: str, cell_width: float = 3.2
+    cells: list[list[tuple[str, np.ndarray | None]]], title: str, cell_width: float | None = None
 ) -> Figure:
-    """Rows of (caption, image) cells; a None image leaves its cell empty, saying so."""
+    """Rows of (caption, image) cells; a None image leaves its cell empty, saying so. By
+    default a cell is as wide as the widest image at DPI (at least MIN_CELL_INCHES, for the
+    caption): pixels are drawn as they are, not resampled, which also keeps the PNG small."""
+    widths = [im.shape[1] for r in cells for _, im in r if im is not None]
+    if cell_width is None:
+        cell_width = max(MIN_CELL_INCHES, max(widths, default=0) / DPI)
     nrows, ncols = len(cells), max(len(r) for r in cells)
     shapes = [im.shape for r in cells for _, im in r if im is not None]
     aspect = max((h / w for h, w, *_ in shapes), default=1.0)
@@ -799,7 +797,7 @@ def _image_grid(
     for row, ax_row in zip(cells, axes, strict=True):
         for (caption, image), ax in zip(row, ax_row, strict=False):
             if image is not None:
-                ax.imshow(image)
+                ax.imshow(image, interpolation="nearest")
             else:
                 ax.text(0.5, 0.5, "not recorded", ha="center", va="center", color="gray")
             ax.set_title(caption, fontsize=9)
@@ -873,7 +871,15 @@ def make_figures(data: ReportData) -> dict[str, Figure | None]:
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    """PNG at DPI, as RGB (the figures are opaque: matplotlib's alpha channel only adds a
+    quarter to sample grids, which barely compress), deflated as far as PIL goes."""
+
+    def write(tmp: str) -> None:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        Image.open(buffer).convert("RGB").save(tmp, format="png", optimize=True)
+
+    atomic_write(path, write)
 
 
 # ---------------------------------------------------------------- command
