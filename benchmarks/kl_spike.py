@@ -4,7 +4,7 @@ Adam's first update moves every weight by ~lr, so a layer's output moves by ~lr 
 its |inputs|: the VAE's log-variance head (fan-in 4096 at 32 px, 16384 at 128 px, width 64)
 can jump its KL from ~200 to 1e5-1e6 nats at step 2 on photos (BENCHMARKS.md "Real photos").
 This steps ``model.train_step`` as ``bench run`` does (speed switches on, the harness's
-linear warm-up, bench.harness.train._warm_up_lr) on the first training images, same seed and
+linear warm-up, bench.harness.train.warm_up_lr) on the first training images, same seed and
 batches for every warm-up length, and prints the KL at chosen steps and the largest one.
 
     python benchmarks/kl_spike.py --size 64 --width 64 --warmup 0,100
@@ -14,15 +14,13 @@ batches for every warm-up length, and prints the KL at chosen steps and the larg
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
 import torch
 
-from bench.core.config import TrainConfig
 from bench.core.paths import data_root
 from bench.data.images import load_images
 from bench.harness import speed
-from bench.harness.train import _warm_up_lr
+from bench.harness.train import optimizer_lrs, warm_up_lr
 from models import build_model, parse_model_spec
 
 SHOWN = (0, 1, 2, 5, 10, 20)  # steps whose KL is printed
@@ -37,13 +35,10 @@ def kl_over_steps(args, warmup: int) -> list[float]:
     speed.set_matmul_4x4(model, True)
     speed.set_fused_adam(model, torch.device("cpu"), True)
     model.to(memory_format=torch.channels_last)
-    base = {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
-    plan = SimpleNamespace(config=SimpleNamespace(train=TrainConfig(lr_warmup_steps=warmup)))
-    run = SimpleNamespace(plan=plan, model=model, base_lrs=base, step=0)
+    base = optimizer_lrs(model)
     kls = []
     for step in range(args.steps):
-        run.step = step
-        _warm_up_lr(run)
+        warm_up_lr(model, base, step, warmup)
         x = x_all[step * args.batch : (step + 1) * args.batch]
         terms = model.train_step(x.contiguous(memory_format=torch.channels_last), 0.0)
         kls.append(float(terms["kl_nats"]))

@@ -340,22 +340,17 @@ def test_compile_switch_compiles_matches_eager_and_loads_eager_checkpoints():
 
 
 def test_lr_warm_up_ramps_every_optimiser_and_resumes_on_the_same_ramp():
-    from types import SimpleNamespace
-
     from bench.core.config import TrainConfig
-    from bench.harness.train import _warm_up_lr
+    from bench.harness.train import optimizer_lrs, warm_up_lr
 
     model = tiny("gan")  # two optimisers
-    base = {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
-    plan = SimpleNamespace(config=SimpleNamespace(train=TrainConfig(lr_warmup_steps=4)))
-    run = SimpleNamespace(plan=plan, model=model, base_lrs=base, step=0)
+    base = optimizer_lrs(model)
     seen = []
     for step in range(7):
-        run.step = step
         if step == 2:  # a checkpoint saved mid-warm-up loads its reduced lr: the ramp decides
             for o in model.optimizers().values():
                 o.param_groups[0]["lr"] = 123.0
-        _warm_up_lr(run)
+        warm_up_lr(model, base, step, 4)
         seen.append(
             {k: o.param_groups[0]["lr"] / base[k][0] for k, o in model.optimizers().items()}
         )

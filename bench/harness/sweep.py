@@ -186,9 +186,8 @@ def prepare_folder(
     wanted = {p.dir: run_config(cfg, p.spec, p.seed, p.run_id) for p in plans}
     stale = []
     for cfg_file in sorted(out.glob(f"*/{CONFIG_FILE}")):
-        run = rt.read_run_json(cfg_file.parent, CONFIG_FILE)
+        run = with_new_defaults(rt.read_run_json(cfg_file.parent, CONFIG_FILE))
         other = _first_difference(run, shared)
-        run = with_new_defaults(run)
         if other or wanted.get(cfg_file.parent, run) != run:
             stale.append((cfg_file.parent, other or "a different run config"))
     if stale and not overwrite:

@@ -198,22 +198,24 @@ def _build(plan: RunPlan, n_images: int, device) -> _Run:
     log = MetricsLog(plan.dir / METRICS_FILE, plan.run_id, plan.spec.label, plan.seed)
     shuffle = torch.Generator().manual_seed(plan.seed)
     steps = steps_per_epoch(n_images, cfg.train.batch_size)
-    run = _Run(plan, model, layout, log, shuffle, steps)
     # Before any checkpoint loads: a run saved mid-warm-up holds a reduced lr.
-    run.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
-    return run
+    return _Run(plan, model, layout, log, shuffle, steps, base_lrs=optimizer_lrs(model))
 
 
-def _warm_up_lr(run: _Run) -> None:
-    """Step s (0-based) of the first train.lr_warmup_steps uses (s + 1) / N of each
-    optimiser's lr; from step N on, the lr as built. A function of the step alone, so a
+def optimizer_lrs(model: GenerativeModel) -> dict[str, list[float]]:
+    """Each optimiser's lr per parameter group, by the name model.optimizers() gives it."""
+    return {k: [g["lr"] for g in o.param_groups] for k, o in model.optimizers().items()}
+
+
+def warm_up_lr(model: GenerativeModel, base_lrs: dict, step: int, warmup_steps: int) -> None:
+    """Step s (0-based) of the first ``warmup_steps`` uses (s + 1) / N of each optimiser's
+    lr in base_lrs; from step N on, that lr itself. A function of the step alone, so a
     resumed run continues the same ramp."""
-    n = run.plan.config.train.lr_warmup_steps
-    if not n or run.step > n:
+    if not warmup_steps or step > warmup_steps:
         return
-    factor = min(1.0, (run.step + 1) / n)
-    for name, opt in run.model.optimizers().items():
-        for group, lr in zip(opt.param_groups, run.base_lrs[name], strict=True):
+    factor = min(1.0, (step + 1) / warmup_steps)
+    for name, opt in model.optimizers().items():
+        for group, lr in zip(opt.param_groups, base_lrs[name], strict=True):
             group["lr"] = lr * factor
 
 
@@ -280,7 +282,7 @@ def _train_epoch(run: _Run, images: torch.Tensor, device, evaluator: Evaluator) 
     order = torch.randperm(len(images), generator=run.shuffle)
     for i in range(run.steps_per_epoch):
         x = _batch(run, images, order, i, device)
-        _warm_up_lr(run)
+        warm_up_lr(run.model, run.base_lrs, run.step, cfg.lr_warmup_steps)
         with speed.step_context(cfg.precision, device):
             raw = run.model.train_step(x, run.epoch - 1 + i / run.steps_per_epoch)
         terms = {k: float(v) for k, v in raw.items()}
