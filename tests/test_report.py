@@ -93,6 +93,22 @@ def test_run_seconds_sums_wall_time_or_train_plus_eval():
         "old": 14.0,
     }
     assert costs.loc["new", "cost/train_seconds"] == 5.5  # other cost rows: mean over epochs
+    assert costs[rt.EVAL_SHARE].to_dict() == {
+        "mixed": 3 / 14.5,
+        "new": 0.2,
+        "no_eval": 0.0,
+        "old": 3 / 14,
+    }
+
+
+def test_eval_share_counts_tracked_points_and_every_evaluation():
+    df = pd.DataFrame(
+        rows("r", "cost/train_seconds", [6, 6])
+        + rows("r", "cost/track_seconds", [1, 1, 1])  # three tracked points, in epochs 1-3
+        + rows("r", "cost/eval_seconds", [2], [2])
+        + rows("r", "cost/epoch_wall_seconds", [8, 7, 5])
+    )
+    assert rt.run_costs(df).loc["r", rt.EVAL_SHARE] == pytest.approx((3 + 2) / 20)
 
 
 def test_per_run_stability_gap_and_oscillation():

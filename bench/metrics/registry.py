@@ -28,7 +28,7 @@ DIRECTIONS = (LOWER, HIGHER, NONE, TWO_SIDED)
 NOT_METRICS = ("train/", "cost/")  # per-step losses and run costs are recorded, not scored
 
 # Costs are not metrics (no direction, never gated), but reports title their columns too.
-# cost/run_seconds is derived by bench.results.table.run_costs, not recorded.
+# cost/run_seconds and cost/eval_share are derived by bench.results.table.run_costs, not recorded.
 COST_LABELS = {
     "cost/train_seconds": "train s/epoch",
     "cost/train_images_per_s": "train images/s",
@@ -37,6 +37,7 @@ COST_LABELS = {
     "cost/train_cpu_seconds": "train CPU-s/epoch",
     "cost/epoch_wall_seconds": "wall s/epoch",
     "cost/run_seconds": "run wall (s)",
+    "cost/eval_share": "eval share of wall",
     # cost/cum_* (bench.results.layout.CUMULATIVE_PREFIX): run totals, the last value
     "cost/cum_images": "images seen",
     "cost/cum_train_flops": "train FLOPs",
