@@ -140,7 +140,8 @@ def section(md: str, title: str) -> str:
 
 
 def test_report_shows_tracked_verdicts_totals_budget_and_plots(tmp_path):
-    results = write_tracked_sweep(tmp_path / "r", budget={"budget_images": 12800})
+    budget = {"budget_images": 12800, "epochs": 0}  # no epoch limit: the budget decides
+    results = write_tracked_sweep(tmp_path / "r", budget=budget)
     paths = rp.write_report(results, tmp_path / "out")
     names = {p.name for p in paths}
     assert {"tracked_fid_vs_flops.png", "tracked_fid_vs_seconds.png"} <= names
@@ -153,6 +154,8 @@ def test_report_shows_tracked_verdicts_totals_budget_and_plots(tmp_path):
     assert "(track/fid)" in stability  # gan ended 170 > 1.5 x its best 100
     runs = section(md, "Runs")
     assert "convergence (tracked FID, N=250)" in runs
+    assert "| `gan-seed0` | gan | 0 | ok | 2 |" in runs  # epochs done, no "/0"
+    assert "**epochs:** no limit (the budget decides)" in md
     assert runs.count("| degrading |") == 2 and runs.count("| converged |") == 2
     cost = section(md, "Cost")
     # totals are the last cumulative value (120 steps x 64 images, x 3e9 FLOPs), big ones

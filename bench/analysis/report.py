@@ -142,6 +142,11 @@ def _distinct(values: pd.Series) -> str:
     return ", ".join(vals) if vals else "—"
 
 
+def _epochs_text(epochs: pd.Series) -> str:
+    """train.epochs = 0 means no epoch limit: the training budget ends the run."""
+    return _distinct(epochs.map(lambda e: "no limit (the budget decides)" if e == 0 else e))
+
+
 # ---------------------------------------------------------------- markdown sections
 
 
@@ -158,7 +163,7 @@ def header_section(data: ReportData) -> str:
             f"**seeds:** {_distinct(runs['seed'])}",
             f"- **Dataset:** {_distinct(runs['dataset'])} (source: "
             f"{_distinct(runs['data_source'])}); **image size:** "
-            f"{_distinct(runs['image_size'])} px; **epochs:** {_distinct(runs['epochs'])}",
+            f"{_distinct(runs['image_size'])} px; **epochs:** {_epochs_text(runs['epochs'])}",
             *_budget_lines(runs),
             f"- **FID:** {fid_n_label(data.metrics)} generated samples per evaluation vs the "
             f"same N real images of the {_distinct(runs['fid_split'])} split; Inception "
@@ -420,12 +425,13 @@ def runs_section(data: ReportData) -> str:
     for _, r in runs.sort_values(["_rank", "seed", "run"]).iterrows():
         done = "—" if pd.isna(r["epochs_done"]) else str(int(r["epochs_done"]))
         total = "?" if pd.isna(r["epochs"]) else str(int(r["epochs"]))
+        epochs = done if total == "0" else f"{done}/{total}"  # 0: the budget ended the run
         best = fmt(r["best_fid"])
         if np.isfinite(r["best_fid_epoch"]):
             best += f" (epoch {int(r['best_fid_epoch'])})"
         seed = "—" if pd.isna(r["seed"]) else str(int(r["seed"]))
         rows.append(
-            [f"`{r['run']}`", r["label"], seed, _status_text(r), f"{done}/{total}", best]
+            [f"`{r['run']}`", r["label"], seed, _status_text(r), epochs, best]
             + [fmt(r["final_fid"])]
             + ([r["convergence"]] if tracked else [])
         )
