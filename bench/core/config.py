@@ -37,9 +37,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     # 40 epochs: enough training that the default run (ae, vae, gan; with the eval defaults
-    # below) spends under 30% of its time evaluating: 16-24% estimated, not yet measured end to
-    # end, from rates on the 2-core dev CPU (width 64: ~46-79 train images per CPU-second; the
-    # published folded-fp32 Inception ~5 images per CPU-second on Zen 3, BENCHMARKS.md).
+    # below) spends under 30% of its time evaluating: 27.2% of the runs' wall measured end to
+    # end on CIFAR dogs, 2 Zen 3 cores (BENCHMARKS.md "Default run: evaluation share").
     # 0 = no epoch limit (a budget).
     epochs: int = 40
     batch_size: int = 64
