@@ -183,3 +183,21 @@ def test_kl_spike_prints_the_kl_per_warm_up_length(monkeypatch, capsys):
     assert plain[0] == "0" and warmed[0] == "2"
     assert plain[1] == warmed[1]  # the first step is taken before any update: same KL
     assert float(plain[-1]) == max(map(float, plain[1:4]))
+
+
+def test_track_cost_times_each_part_against_the_reference_on_the_same_features(monkeypatch, capsys):
+    track_cost = load("track_cost")
+    argv = "track_cost --dataset synthetic --size 32 --n 12 --repeats 1".split()
+    monkeypatch.setattr(sys, "argv", argv)
+    track_cost.main()
+    rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| 12 ")]
+    assert [r[1] for r in rows] == [
+        "Inception (fast, " + track_cost.fid.feature_mode("cpu", "fast") + ")",
+        "Fréchet (gram)",
+        "Fréchet (gram)",
+        "KID",
+    ]
+    gram_vs_eigh, kid_vs_torchmetrics = rows[1], rows[3]
+    assert abs(float(gram_vs_eigh[-1].rstrip(" |"))) < 1e-5  # the same FID
+    assert abs(float(kid_vs_torchmetrics[-1].rstrip(" |"))) < 1e-6  # the same KID
+    assert float(kid_vs_torchmetrics[5].rstrip("×")) > 1  # one subset instead of 100

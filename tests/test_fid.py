@@ -133,6 +133,21 @@ def test_eigh_trace_agrees_with_sqrtm():
     assert np.isnan(bad.fid) and bad.max_imag == pytest.approx(1.0)
 
 
+def test_gram_path_for_fewer_features_than_dims_agrees_with_eigh():
+    rng = np.random.default_rng(11)
+    real = rng.standard_normal((300, 64)) @ rng.standard_normal((64, 64)) * 0.3
+    mu2, s2 = fid.feature_stats(real)
+    for n in (20, 64, 100):  # rank-deficient, square, and more rows than dims (eigh path)
+        fake = rng.standard_normal((n, 64)) + 0.2
+        by_gram = fid.frechet_distance_of_features(fake, mu2, s2)
+        by_eigh = fid.frechet_distance(*fid.feature_stats(fake), mu2, s2, method="eigh")
+        assert by_gram.method == ("gram" if n <= 64 else "eigh")
+        assert by_gram.fid == pytest.approx(by_eigh.fid, rel=1e-6)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        bad = fid.frechet_distance_of_features(rng.standard_normal((2, 3)), np.zeros(3), -np.eye(3))
+    assert np.isnan(bad.fid) and bad.method == "gram"
+
+
 def test_small_n_label_and_warning():
     assert fid.fid_label(500) == "FID (N=500)"
     rng = np.random.default_rng(1)

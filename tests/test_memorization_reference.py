@@ -84,3 +84,19 @@ def test_kid_std_only_when_subsets_are_smaller_than_the_sets():
     assert fm.kid(real, fake, subsets=5, subset_size=40)[1] > 1e-6  # proper subsets: a spread
     rows = registry.compute("kid", fake, real, None, None, 0.0)  # N=80 <= 1000
     assert set(rows) == {"kid_mean"}
+
+
+def test_kid_computes_one_subset_when_every_subset_is_both_whole_sets(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(80, 6, generator=g).numpy(), torch.randn(60, 6, generator=g).numpy()
+    calls = []
+    real_mmd = fm.poly_mmd
+    monkeypatch.setattr(fm, "poly_mmd", lambda a, b: calls.append(len(a)) or real_mmd(a, b))
+    mean, _ = fm.kid(real[:60], fake, subsets=100, subset_size=1000)  # m = 60 = both sets
+    assert calls == [60]
+    assert mean == pytest.approx(
+        float(real_mmd(*(torch.from_numpy(x).double() for x in (real[:60], fake)))), rel=1e-12
+    )
+    calls.clear()
+    fm.kid(real, fake, subsets=7, subset_size=1000)  # m = 60 < 80 real: subsets differ
+    assert calls == [60] * 7

@@ -170,7 +170,7 @@ class Evaluator:
         with drawing_mode(model):
             fake = generate(model, self.n_track)
             feats = fid.inception_features(fake, device=self.device, numerics="fast")
-            value = float(fid.frechet_distance(*fid.feature_stats(feats), mu_real, sigma_real))
+            value = float(fid.frechet_distance_of_features(feats, mu_real, sigma_real))
             real = self.fid_real.images[: self.n_track]
             kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
         return [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]

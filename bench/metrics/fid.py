@@ -508,7 +508,8 @@ class FrechetResult:
     eps_added: 0, or the eps put on both covariance diagonals because the product was singular.
     max_imag: largest |imaginary part| of sqrt(S1 S2) that was dropped (0 when real).
     note: one line describing any fallback taken, None on the clean path.
-    method: how Tr sqrt(S1 S2) was computed ("sqrtm" as pytorch-fid, or "eigh").
+    method: how Tr sqrt(S1 S2) was computed ("sqrtm" as pytorch-fid, "eigh", or "gram" for
+    fewer features than dimensions, frechet_distance_of_features).
     """
 
     fid: float
@@ -568,6 +569,47 @@ def _trace_sqrt_eigh(s1: np.ndarray, s2: np.ndarray) -> tuple[float, float, floa
         )
         return float("nan"), 0.0, max(max_imag, 1.0 if s2_negative > 1e-6 else 0.0), [note]
     return float(np.sqrt(np.clip(lam, 0, None)).sum()), 0.0, max_imag, []
+
+
+def _trace_sqrt_gram(centred1: np.ndarray, s2: np.ndarray) -> tuple[float, float, list[str]]:
+    """Tr sqrt(S1 S2) for S1 = Xᵀ X / (n − 1), X the n×d centred features, n <= d: with
+    A = S2^(1/2) and B = X A / sqrt(n − 1), A S1 A = Bᵀ B has the non-zero eigenvalues of
+    the n×n B Bᵀ (the same identity as _trace_sqrt_eigh). An n×d×d product instead of two
+    d×d×d products and a d×d eigensolve; the d − n zero eigenvalues are exact zeros here,
+    not rounding noise whose square roots add up."""
+    root, s2_negative = _psd_root(np.ascontiguousarray(s2, dtype=np.float64).tobytes(), len(s2))
+    b = torch.from_numpy(centred1) @ root / np.sqrt(len(centred1) - 1)
+    lam = torch.linalg.eigvalsh(b @ b.T).numpy()  # a Gram matrix: negatives are rounding
+    max_imag = float(np.sqrt(max(-lam.min(), 0.0)))
+    if s2_negative > 1e-6:  # as _trace_sqrt_eigh: S2 is not a covariance
+        note = f"S2 has a negative eigenvalue of {s2_negative:.3g} x its largest: FID set to NaN"
+        return float("nan"), 1.0, [note]
+    return float(np.sqrt(np.clip(lam, 0, None)).sum()), max_imag, []
+
+
+def frechet_distance_of_features(
+    features1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> FrechetResult:
+    """frechet_distance(*feature_stats(features1), mu2, sigma2), cheaper when there are fewer
+    features than dimensions (a tracked point's N=100-500 of 2048): the trace term comes from
+    the N×N Gram matrix (_trace_sqrt_gram), ~0.1 s instead of ~3 s on 2 CPU cores. Agrees
+    with the eigh path to ~1e-6 relative (tests/test_fid_numerics.py)."""
+    x = np.asarray(features1, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2 or len(x) > x.shape[1]:
+        return frechet_distance(*feature_stats(x), mu2, sigma2)
+    mu1, centred = x.mean(axis=0), x - x.mean(axis=0)
+    mu2, sigma2 = np.atleast_1d(mu2).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or sigma2.shape != (len(mu1), len(mu1)):
+        raise ValueError(
+            f"statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, sigma2 {sigma2.shape}"
+        )
+    if not (np.isfinite(x).all() and np.isfinite(mu2).all() and np.isfinite(sigma2).all()):
+        raise ValueError("statistics contain NaN or inf")
+    tr_covmean, max_imag, notes = _trace_sqrt_gram(centred, sigma2)
+    tr_sigma1 = float((centred**2).sum() / (len(x) - 1))
+    diff = mu1 - mu2
+    fid = float(diff.dot(diff) + tr_sigma1 + np.trace(sigma2) - 2 * tr_covmean)
+    return _report(FrechetResult(fid, 0.0, max_imag, "; ".join(notes) or None, "gram"))
 
 
 FRECHET_METHODS = ("sqrtm", "eigh")
