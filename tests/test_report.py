@@ -109,6 +109,9 @@ def test_eval_share_counts_tracked_points_and_every_evaluation():
         + rows("r", "cost/epoch_wall_seconds", [8, 7, 5])
     )
     assert rt.run_costs(df).loc["r", rt.EVAL_SHARE] == pytest.approx((3 + 2) / 20)
+    # a diverged epoch 4 keeps its tracked point's row but has no wall time: not counted
+    diverged = pd.concat([df, pd.DataFrame(rows("r", "cost/track_seconds", [9], [4]))])
+    assert rt.run_costs(diverged).loc["r", rt.EVAL_SHARE] == pytest.approx((3 + 2) / 20)
 
 
 def test_per_run_stability_gap_and_oscillation():

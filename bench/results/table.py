@@ -424,7 +424,9 @@ def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
         if "cost/epoch_wall_seconds" in per_epoch:
             wall = per_epoch["cost/epoch_wall_seconds"].fillna(wall)
         out[RUN_SECONDS] = wall.groupby(level="run").sum(min_count=1).astype(float)
-        evaluating = cost[cost["metric"].isin(EVAL_COSTS)].groupby("run")["value"].sum()
+        # Only epochs with a wall time: a diverged epoch's tracked points have none.
+        evaluating = per_epoch.reindex(columns=list(EVAL_COSTS)).sum(axis=1)[wall.notna()]
+        evaluating = evaluating.groupby(level="run").sum()
         out[EVAL_SHARE] = evaluating.reindex(out.index).fillna(0.0) / out[RUN_SECONDS]
     return out
 
