@@ -388,8 +388,8 @@ def cost_section(data: ReportData) -> str:
             md_table(["model", *(registry.label(m) for m in cols)], rows),
             "",
             "Per run: mean over epochs (run wall: sum over epochs of training, evaluation and "
-            "pictures; setup and checkpoint writes excluded; eval share of wall: evaluation "
-            "and tracked-point seconds over the run wall, a fraction); then mean ± std over "
+            "pictures; setup and checkpoint writes excluded; eval share of wall: seconds spent "
+            "evaluating over the run wall, a fraction); then mean ± std over "
             "ok seeds. "
             "CPU-s counts every thread of the process. With train.compile, epoch 1 includes "
             "compilation. Times depend on the device and on other load on it."

@@ -593,7 +593,7 @@ def frechet_distance_of_features(
     """frechet_distance(*feature_stats(features1), mu2, sigma2), cheaper when there are fewer
     features than dimensions (a tracked point's N=100-500 of 2048): the trace term comes from
     the N×N Gram matrix (_trace_sqrt_gram), ~0.1 s instead of ~3 s on 2 CPU cores. Agrees
-    with the eigh path to ~1e-6 relative (tests/test_fid_numerics.py)."""
+    with the eigh path to ~1e-6 relative (tests/test_fid.py)."""
     x = np.asarray(features1, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2 or len(x) > x.shape[1]:
         return frechet_distance(*feature_stats(x), mu2, sigma2)
