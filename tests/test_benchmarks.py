@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -201,3 +202,42 @@ def test_track_cost_times_each_part_against_the_reference_on_the_same_features(m
     assert abs(float(gram_vs_eigh[-1].rstrip(" |"))) < 1e-5  # the same FID
     assert abs(float(kid_vs_torchmetrics[-1].rstrip(" |"))) < 1e-6  # the same KID
     assert float(kid_vs_torchmetrics[5].rstrip("×")) > 1  # one subset instead of 100
+
+
+def test_fid_bf16_switches_layers_as_the_library_computes_and_restores_the_network(
+    monkeypatch, capsys
+):
+    fid_bf16 = load("fid_bf16")
+    fid = fid_bf16.fid
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    net = fid._folded_inception(torch.device("cpu"), 2048)
+    assert len(fid_bf16.layers(net)) == 19  # 5 stem convs, 2 max pools, 11 blocks, avg pool
+    folded = fid.inception_features(images, numerics="folded")
+    fast = fid.inception_features(images, numerics="fast")
+    with fid_bf16.bf16_layers(net, set()):
+        none = fid_bf16.features(net, images, batch=2)
+    with fid_bf16.bf16_layers(net, set(fid_bf16.layers(net))):
+        every = fid_bf16.features(net, images, batch=2)
+    np.testing.assert_allclose(none, folded, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(every, fast, rtol=1e-5, atol=1e-6)
+    last_block = {"7a", "7b", "7c", "avgpool"}  # what "mixed" keeps in fp32
+    with fid_bf16.bf16_layers(net, set(fid_bf16.layers(net)) - last_block):
+        mixed = fid_bf16.features(net, images, batch=2)
+    np.testing.assert_allclose(mixed, fid.inception_features(images, numerics="mixed"), 1e-5, 1e-6)
+    with fid_bf16.rounded_weights(net), fid_bf16.rounded_activations(net):
+        assert not np.allclose(fid_bf16.features(net, images, batch=2), folded, rtol=1e-5)
+    np.testing.assert_array_equal(fid.inception_features(images, numerics="folded"), folded)
+
+    sets = {
+        k: torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+        for k in ("cifar_train", "cifar_test", "pet64", "pet64_b")
+    }
+    monkeypatch.setattr(fid_bf16, "image_sets", lambda data, n, generated: sets)
+    monkeypatch.setattr(sys, "argv", "fid_bf16 --n 2 --pairs cifar".split())
+    fid_bf16.main()
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("folded fp32 (published): FID")
+    labels = [r[:42].strip() for r in rows[3:]]
+    assert labels[:2] == ["fp32, final features rounded to bf16", "bf16 everywhere (fast path)"]
+    assert "fp32 math, bf16-rounded weights" in labels
+    assert all(r.split()[-2].endswith("%") or r.endswith("(emulated)") for r in rows[3:])
