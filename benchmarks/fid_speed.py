@@ -1,6 +1,5 @@
 """Throughput and agreement on several data pairs: pytorch-fid vs `bench fid --exact`
-vs `bench fid` (folded fp32, what runs publish) vs `bench fid --mixed` (bf16 but the last
-block, where native) vs `bench fid --fast` (bf16 everywhere, where native).
+vs `bench fid` (folded fp32, what runs publish) vs `bench fid --fast` (bf16 where native).
 
 Each tool computes the FID between the same two folders, end to end (network construction,
 image decoding, Inception, Fréchet distance), in one process, one after the other. pytorch-fid
@@ -16,8 +15,7 @@ Pairs: ``cifar`` CIFAR-10 dogs train vs test (32 px); ``pet64`` PetImages dogs r
 64 px vs CIFAR train dogs; ``gen32`` samples of --generated (a 32 px run) vs CIFAR test;
 ``gen64`` samples of --generated64 (a 64 px run) vs PetImages at 64 px. Images that are not
 files already (resized, generated) are written as PNG, so every tool reads the same pixels.
-On a CPU without native bf16, ``mixed`` and ``fast`` compute what ``folded`` does and are
-left out.
+On a CPU without native bf16, ``fast`` computes what ``folded`` does and is left out.
 """
 
 from __future__ import annotations
@@ -38,7 +36,7 @@ from bench.metrics import fid
 from bench.tools.fid_cli import fid_command, image_files
 
 DATA = Path("/work/shared/data")
-TOOLS = ("pytorch-fid", "exact", "folded", "mixed", "fast")
+TOOLS = ("pytorch-fid", "exact", "folded", "fast")
 PAIRS = ("cifar", "pet64", "gen32", "gen64")
 
 
@@ -178,8 +176,7 @@ def main() -> None:
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"subset of {TOOLS}")
     parser.add_argument("--repeat", type=int, default=1, help="rounds, alternating order")
     args = parser.parse_args()
-    bf16 = fid._native_bf16_cpu()
-    tools = [t for t in args.tools.split(",") if t not in ("mixed", "fast") or bf16]
+    tools = [t for t in args.tools.split(",") if t != "fast" or fid._native_bf16_cpu()]
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16 CPU: "
         f"{fid._native_bf16_cpu()}, tools: {', '.join(tools)}, "

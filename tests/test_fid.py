@@ -312,33 +312,18 @@ def _real_pair(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return first("petimages-dog", 64), cifar_train
 
 
-_PYTORCH_FID_FEATURES: dict[str, list[np.ndarray]] = {}
-
-
-@pytest.mark.parametrize("numerics", [fid.PUBLISHED, "mixed"])
 @pytest.mark.parametrize("pair", ["cifar", "pet64"])
-def test_published_fid_within_quarter_percent_of_pytorch_fid(
-    tmp_path, pytorch_fid_home, pair, numerics
-):
-    """Issue 14: the FID runs publish (folded fp32), and the opt-in mixed bf16 numerics, are
-    within 0.25% of pytorch-fid on real dog pairs; pytorch-fid's features come from its own
-    get_activations on PNG files of the same pixels, and both sides use the same Fréchet code
-    (its parity is tested above)."""
+def test_published_fid_within_quarter_percent_of_pytorch_fid(tmp_path, pytorch_fid_home, pair):
+    """Issue 14: the FID runs publish (folded fp32) is within 0.25% of pytorch-fid on real
+    dog pairs; pytorch-fid's features come from its own get_activations on PNG files of the
+    same pixels, and both sides use the same Fréchet code (its parity is tested above)."""
     sides = _real_pair(pair, 40)
-    if pair not in _PYTORCH_FID_FEATURES:  # once per pair, for every numerics compared
+    theirs, ours = [], []
+    for k, images in enumerate(sides):
+        files = sorted(_save_folder(tmp_path / str(k), images).glob("*.png"))
         model = InceptionV3([3]).eval()
-        _PYTORCH_FID_FEATURES[pair] = [
-            get_activations(
-                sorted(_save_folder(tmp_path / str(k), images).glob("*.png")),
-                model,
-                batch_size=50,
-                dims=2048,
-                num_workers=0,
-            )
-            for k, images in enumerate(sides)
-        ]
-    theirs = _PYTORCH_FID_FEATURES[pair]
-    ours = [fid.inception_features(images, numerics=numerics) for images in sides]
+        theirs.append(get_activations(files, model, batch_size=50, dims=2048, num_workers=0))
+        ours.append(fid.inception_features(images, numerics=fid.PUBLISHED))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # N=40: rank-deficient covariances, on both sides alike
         want = fid.fid_from_features(*theirs).fid
@@ -353,37 +338,6 @@ def test_fast_features_close_to_exact():
     fast = fid.inception_features(images, numerics="fast")
     assert fast.shape == exact.shape == (2, 2048) and fast.dtype == np.float32
     assert np.linalg.norm(fast - exact) < 0.05 * np.linalg.norm(exact)
-
-
-def test_mixed_runs_the_last_block_in_fp32_and_the_rest_as_the_fast_path():
-    """ "mixed" (opt-in): bf16 up to Mixed_6e where the CPU has native bf16, Mixed_7a-7c in
-    fp32; without native bf16 it is the folded computation under the folded name."""
-    images = _blob_images(np.random.default_rng(5), 2, 32, 1.0)
-    seen = {}
-    net = fid._folded_inception(torch.device("cpu"), 2048, mixed=True)
-    hooks = [
-        layer.register_forward_pre_hook(
-            lambda m, a, name=name: seen.setdefault(name, a[0].dtype) and None
-        )
-        for name, layer in [
-            ("6e", net.blocks[2][-1].branch1x1.conv),
-            ("7c", net.blocks[3].inner[2].branch1x1.conv),
-        ]
-    ]
-    try:
-        mixed = fid.inception_features(images, numerics="mixed")
-    finally:
-        for hook in hooks:
-            hook.remove()
-    folded = fid.inception_features(images, numerics="folded")
-    if fid._native_bf16_cpu():
-        assert seen == {"6e": torch.bfloat16, "7c": torch.float32}
-        assert fid.feature_mode("cpu", "mixed") == "mixed-cpu-bfloat16"
-        assert not np.array_equal(mixed, folded)
-    else:
-        assert seen == {} and fid.feature_mode("cpu", "mixed") == "folded-fp32"
-        np.testing.assert_array_equal(mixed, folded)
-    assert np.linalg.norm(mixed - folded) < 0.05 * np.linalg.norm(folded)
 
 
 # ---------------------------------------------------------------- real-data statistics cache
@@ -429,13 +383,7 @@ def test_cli_mixed_sizes_recursive_and_save_stats(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flags, mode",
-    [
-        ([], "folded-fp32"),
-        (["--folded"], "folded-fp32"),
-        (["--exact"], "exact-fp32"),
-        (["--mixed"], fid.feature_mode("cpu", "mixed")),
-    ],
+    "flags, mode", [([], "folded-fp32"), (["--folded"], "folded-fp32"), (["--exact"], "exact-fp32")]
 )
 def test_cli_numerics_flags_name_what_was_used(tmp_path, flags, mode):
     """The default flag and each explicit one reach the feature code (the save-stats file

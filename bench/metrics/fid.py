@@ -52,12 +52,9 @@ DIMS = tuple(pfi.InceptionV3.BLOCK_INDEX_BY_DIM)  # (64, 192, 768, 2048), as pyt
 SMALL_N = 2048  # pytorch-fid README: fewer samples than 2048 give a rank-deficient covariance
 EXACT_BATCH = 50  # pytorch-fid's default --batch-size
 # Feature numerics. "exact": pytorch-fid's network as is. "folded": BatchNorm folded into the
-# convs, channels_last, fp32 -- what every published FID uses. "mixed": folded, bf16 autocast
-# on CPUs with native bf16 except the network's last block (Mixed_7a-7c and the pool for
-# pool3), which stays fp32: rounding the weights to bf16 is what moves FID, and keeping that
-# block exact brought it within 0.25% on the pairs of BENCHMARKS.md (benchmarks/fid_bf16.py);
-# opt-in, not yet published. "fast": bf16 everywhere -- tracked points only.
-NUMERICS = ("exact", "folded", "mixed", "fast")
+# convs, channels_last, fp32 -- what every published FID uses. "fast": folded plus bf16
+# autocast on CPUs with native bf16 -- tracked points only (see _fast_autocast_dtype).
+NUMERICS = ("exact", "folded", "fast")
 PUBLISHED = "folded"
 # Images per batch. fast: bf16 on 2 Zen4 cores ran 28 / 26 / 21 img/s at batch 25 / 50 / 100
 # (smaller batches stay in cache). folded fp32 on 2 Zen3 cores: 9.8 / 11.3 / 10.4 / 8.3 / 8.1
@@ -66,7 +63,7 @@ FAST_BATCH = {"cpu": 25, "cuda": 200, "mps": 100}
 FOLDED_BATCH = FAST_BATCH | {"cpu": 10}
 
 INCEPTION_IMAGES_SEEN = 0  # images passed through Inception in this process (tests read it)
-_NETS: dict[tuple[str, int, str], torch.nn.Module] = {}  # (device, dims, exact|folded|mixed)
+_NETS: dict[tuple[str, int, bool], torch.nn.Module] = {}
 _WEIGHTS_SOURCE: list[str] = []  # where the weights of this process came from, for env.json
 _LOCK = threading.Lock()
 
@@ -303,7 +300,7 @@ def _check_dims(dims: int) -> None:
 def load_inception(device: str | torch.device = "cpu", dims: int = 2048) -> torch.nn.Module:
     """pytorch-fid's InceptionV3 (eval, fp32), one per (device, dims) per process."""
     _check_dims(dims)
-    key = (str(torch.device(device)), dims, "exact")
+    key = (str(torch.device(device)), dims, False)
     with _LOCK:
         if key not in _NETS:
             _NETS[key] = _build_inception(dims).to(device)
@@ -360,18 +357,12 @@ def _fast_autocast_dtype(device: torch.device) -> torch.dtype | None:
     -0.40% (CIFAR-10 dogs 500 vs 500), -0.22% (PetImages dogs 300 vs 300) and -0.77% (a
     pair of dog photo sets it was not tuned on) from exact: too far for published numbers
     (issue 14 asks 0.25%), fine for tracked points, which are compared with each other.
+    Rounding the weights to bf16 causes most of it, and keeping layers in fp32 did not bring
+    every pair within 0.25% (benchmarks/fid_bf16.py, BENCHMARKS.md).
     CUDA/MPS: fp32 (TF32 convs on CUDA, torch's default); fp16 autocast was not validated.
     """
     if device.type == "cpu" and _native_bf16_cpu():
         return torch.bfloat16
-    return None
-
-
-def _autocast_dtype(device: torch.device, numerics: str) -> torch.dtype | None:
-    """Reduced precision of ``numerics`` on ``device``; None = fp32. "mixed" uses bf16 only
-    where "fast" does on a CPU (its accuracy was measured on CPU bf16 alone)."""
-    if numerics == "fast" or (numerics == "mixed" and device.type == "cpu"):
-        return _fast_autocast_dtype(device)
     return None
 
 
@@ -384,12 +375,12 @@ def feature_mode(device: str | torch.device = "cpu", numerics: str = PUBLISHED) 
     """Names the numerics behind features, for cache keys and result rows: "folded-fp32"..."""
     check_numerics(numerics)
     device = torch.device(device)
-    dtype = _autocast_dtype(device, numerics)
-    if numerics == "fast" and dtype is None:  # CUDA's fast path keeps TF32 convolutions
+    if numerics != "fast":
+        return f"{numerics}-fp32"
+    dtype = _fast_autocast_dtype(device)
+    if dtype is None:  # CUDA's fast path keeps torch's default TF32 convolutions
         return f"fast-{device.type}-{'tf32' if device.type == 'cuda' else 'fp32'}"
-    if dtype is None:  # "mixed" without bf16 is the folded computation, op for op
-        return f"{'folded' if numerics == 'mixed' else numerics}-fp32"
-    return f"{numerics}-{device.type}-{str(dtype).removeprefix('torch.')}"
+    return f"fast-{device.type}-{str(dtype).removeprefix('torch.')}"
 
 
 def _fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
@@ -404,28 +395,12 @@ def _fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-class _Fp32(torch.nn.Module):
-    """``inner`` in fp32 inside an autocast region (its input cast back to fp32)."""
-
-    def __init__(self, inner: torch.nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.inner(x.float())
-
-
-def _folded_inception(device: torch.device, dims: int, mixed: bool = False) -> torch.nn.Module:
-    """The folded network; ``mixed``: a copy whose last block runs in fp32 under autocast."""
-    key = (str(device), dims, "mixed" if mixed else "folded")
+def _folded_inception(device: torch.device, dims: int) -> torch.nn.Module:
+    key = (str(device), dims, True)
     exact_net = load_inception(device, dims)
     with _LOCK:
         if key not in _NETS:
-            net = _fold_batchnorm(exact_net).to(memory_format=torch.channels_last)
-            if mixed:
-                net.blocks[-1] = _Fp32(net.blocks[-1])
-            _NETS[key] = net
+            _NETS[key] = _fold_batchnorm(exact_net).to(memory_format=torch.channels_last)
         return _NETS[key]
 
 
@@ -459,14 +434,14 @@ def _numerics(device: torch.device, numerics: str):
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
         return
-    dtype = _autocast_dtype(device, numerics)
+    dtype = _fast_autocast_dtype(device) if numerics == "fast" else None
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         yield
 
 
 def default_batch_size(device: str | torch.device = "cpu", numerics: str = PUBLISHED) -> int:
     device = torch.device(device)
-    bf16 = _autocast_dtype(device, numerics) is not None
+    bf16 = numerics == "fast" and _fast_autocast_dtype(device) is not None
     batches = {} if numerics == "exact" else FAST_BATCH if bf16 else FOLDED_BATCH
     return batches.get(device.type, EXACT_BATCH)
 
@@ -484,16 +459,14 @@ def inception_features(
     numerics (NUMERICS): "exact" is pytorch-fid's network as it is (fp32, contiguous, batch
     of 50): features equal pytorch-fid's to ~1e-6. "folded" (the published default) folds
     BatchNorm into the convs and runs channels_last in fp32: the same function up to fp32
-    rounding, FID within 0.01% of pytorch-fid (BENCHMARKS.md). "mixed" runs all but the last
-    block in bf16 on CPUs with native bf16 (opt-in); "fast" adds bf16 autocast everywhere on
-    such CPUs, for tracked points only; ``feature_mode`` names what was used.
+    rounding, FID within 0.01% of pytorch-fid (BENCHMARKS.md). "fast" adds bf16 autocast on
+    CPUs with native bf16, for tracked points only; ``feature_mode`` names what was used.
     """
     global INCEPTION_IMAGES_SEEN
     check_numerics(numerics)
     device = torch.device(device)
     exact = numerics == "exact"
-    mixed = numerics == "mixed" and _autocast_dtype(device, numerics) is not None
-    net = load_inception(device, dims) if exact else _folded_inception(device, dims, mixed)
+    net = load_inception(device, dims) if exact else _folded_inception(device, dims)
     size = batch_size or default_batch_size(device, numerics)
     memory_format = torch.contiguous_format if exact else torch.channels_last
     feats = []

@@ -192,12 +192,6 @@ def _save_stats(
     help="pytorch-fid's own network and sqrtm, unchanged (the reference).",
 )
 @click.option(
-    "--mixed",
-    "numerics",
-    flag_value="mixed",
-    help="Folded, bf16 on CPUs with native bf16 but the last block in fp32 (opt-in).",
-)
-@click.option(
     "--fast",
     "numerics",
     flag_value="fast",
