@@ -130,6 +130,43 @@ def rounded_activations(net: torch.nn.Module):
             hook.remove()
 
 
+class SplitConv(torch.nn.Module):
+    """A conv as one bf16 convolution with the weight split in two bf16 halves,
+    W = W_hi + W_lo, and the bias likewise (stacked as 2× the output channels, the two
+    outputs summed in fp32): bf16 activations with the weights kept to ~16 mantissa bits."""
+
+    def __init__(self, conv: torch.nn.Conv2d):
+        super().__init__()
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            hi = t.detach().bfloat16()
+            return torch.cat([hi, (t.detach() - hi.float()).bfloat16()])
+
+        weight = split(conv.weight).contiguous(memory_format=torch.channels_last)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", split(conv.bias))
+        self.out = conv.out_channels
+        self.args = (conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    def forward(self, x):
+        y = torch.nn.functional.conv2d(x.bfloat16(), self.weight, self.bias, *self.args)
+        return y[:, : self.out].float() + y[:, self.out :].float()
+
+
+@contextlib.contextmanager
+def split_weights(net: torch.nn.Module):
+    """Every (folded) conv of ``net`` as a SplitConv."""
+    owners = [m for m in net.modules() if isinstance(getattr(m, "conv", None), torch.nn.Conv2d)]
+    convs = [m.conv for m in owners]
+    for owner, conv in zip(owners, convs, strict=True):
+        owner.conv = SplitConv(conv)
+    try:
+        yield net
+    finally:
+        for owner, conv in zip(owners, convs, strict=True):
+            owner.conv = conv
+
+
 def features(net: torch.nn.Module, images: torch.Tensor, batch: int) -> np.ndarray:
     out = []
     with torch.inference_mode():
@@ -157,6 +194,7 @@ def variants(
         keep_fp32 |= {f"{name} in fp32": {name} for name in STEM + MIXED}
     out = {"bf16 everywhere (fast path)": bf16_layers(net, every)}
     out |= {f"bf16, {label}": bf16_layers(net, every - kept) for label, kept in keep_fp32.items()}
+    out["bf16, weights split in two bf16 parts"] = split_weights(net)
     out["fp32 math, bf16-rounded weights"] = rounded_weights(net)
     out["fp32 math, bf16-rounded conv inputs"] = rounded_activations(net)
     return out
