@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.images import decode_image, list_image_files
+from bench.data.images import first_images
 from bench.metrics import fid
+from bench.results.trained import run_samples
 
 DATA = Path("/work/shared/data")
 PAIRS = {"cifar": ("cifar_train", "cifar_test"), "pet64": ("pet64", "cifar_train")}
@@ -42,10 +43,7 @@ def image_sets(data: Path, n: int, generated: Path | None) -> dict[str, torch.Te
     """Every set a pair may use (``pet64_b``: the N photos after ``pet64``'s)."""
 
     def load(folder: Path, size: int, skip: int = 0) -> torch.Tensor:
-        files = list_image_files(folder)[skip : skip + n]
-        if len(files) < n:
-            raise SystemExit(f"{folder}: {len(files)} images after skipping {skip}, need {n}")
-        return torch.stack([decode_image(p, size) for p in files])
+        return first_images(folder, size, n, skip)
 
     cifar, pet = data / "cifar10-dog", data / "petimages-dog/dog"
     return {
@@ -56,19 +54,7 @@ def image_sets(data: Path, n: int, generated: Path | None) -> dict[str, torch.Te
         "pet32": load(pet, 32),
         "cifar_train_b": load(cifar / "train/dog", 32, skip=n),
         "cifar_test_b": load(cifar / "test/dog", 32, skip=n),
-    } | ({"gen32": samples(generated, n)} if generated else {})
-
-
-def samples(run_dir: Path, n: int) -> torch.Tensor:
-    """N samples of a finished run, as its evaluation draws them (uint8)."""
-    from bench.metrics.evaluate import drawing_mode
-    from bench.metrics.samplers import generate
-    from bench.results.trained import load_trained_run
-
-    model = load_trained_run(run_dir).model
-    torch.manual_seed(0)  # the same samples every time the script runs
-    with drawing_mode(model):
-        return fid.to_uint8(generate(model, n))
+    } | ({"gen32": run_samples(generated, n)} if generated else {})
 
 
 def layers(net: torch.nn.Module) -> dict[str, tuple[torch.nn.Sequential, int]]:

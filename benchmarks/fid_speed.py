@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
+from bench.data.images import first_images
 from bench.metrics import fid
+from bench.results.trained import run_samples
 from bench.tools.fid_cli import fid_command, image_files
 
 DATA = Path("/work/shared/data")
@@ -87,19 +89,6 @@ def save_pngs(images: torch.Tensor, dst: Path) -> Path:
     return dst
 
 
-def generated(run_dir: Path, n: int) -> torch.Tensor:
-    from bench.metrics.samplers import generate
-    from bench.results.trained import load_trained_run
-
-    return fid.to_uint8(generate(load_trained_run(run_dir).model, n))
-
-
-def resized(folder: Path, size: int, n: int) -> torch.Tensor:
-    from bench.data.images import decode_image, list_image_files
-
-    return torch.stack([decode_image(p, size) for p in list_image_files(folder)[:n]])
-
-
 def make_pair(name: str, args, tmp: Path) -> tuple[Path, Path]:
     """The two folders of pair ``name``, N images each."""
     cifar, n = args.data / "cifar10-dog", args.n
@@ -108,20 +97,20 @@ def make_pair(name: str, args, tmp: Path) -> tuple[Path, Path]:
             link_subset(cifar / "train/dog", tmp / "cifar_train", n, 0),
             link_subset(cifar / "test/dog", tmp / "cifar_test", n, 0),
         )
-    pet64 = lambda: save_pngs(resized(args.data / "petimages-dog/dog", 64, n), tmp / "pet64")  # noqa: E731
+    pet64 = lambda: save_pngs(first_images(args.data / "petimages-dog/dog", 64, n), tmp / "pet64")  # noqa: E731
     if name == "pet64":
         return pet64(), link_subset(cifar / "train/dog", tmp / "cifar_train", n, 0)
     if name == "gen32":
         if args.generated is None:
             raise SystemExit("pair gen32 needs --generated RUN_DIR (a 32 px run)")
         return (
-            save_pngs(generated(args.generated, n), tmp / "gen32"),
+            save_pngs(run_samples(args.generated, n), tmp / "gen32"),
             link_subset(cifar / "test/dog", tmp / "cifar_test", n, 0),
         )
     if name == "gen64":
         if args.generated64 is None:
             raise SystemExit("pair gen64 needs --generated64 RUN_DIR (a 64 px run)")
-        return save_pngs(generated(args.generated64, n), tmp / "gen64"), pet64()
+        return save_pngs(run_samples(args.generated64, n), tmp / "gen64"), pet64()
     raise SystemExit(f"unknown pair {name!r}; accepted: {', '.join(PAIRS)}")
 
 

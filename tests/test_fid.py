@@ -298,11 +298,10 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def _real_pair(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n images of two real folders, decoded as the datasets decode them."""
-    from bench.data.images import decode_image, list_image_files
+    from bench.data.images import first_images
 
     def first(folder: str, size: int) -> torch.Tensor:
-        files = list_image_files(SHARED_DATA / folder)[:n]
-        return torch.stack([decode_image(path, size) for path in files])
+        return first_images(SHARED_DATA / folder, size, n)
 
     if not (SHARED_DATA / "cifar10-dog").is_dir():
         pytest.skip(f"real dog images not found at {SHARED_DATA}")

@@ -144,6 +144,15 @@ def list_image_files(folder: Path) -> list[Path]:
     )
 
 
+def first_images(folder: Path, image_size: int, n: int, skip: int = 0) -> torch.Tensor:
+    """Images skip .. skip+n-1 of ``folder`` in file order, decoded as the datasets decode
+    them (N×3×S×S uint8), for benchmarks and tests that compare fixed image sets."""
+    files = list_image_files(folder)[skip : skip + n]
+    if len(files) < n:
+        raise BenchError(f"{folder}: {len(files)} images after skipping {skip}, need {n}")
+    return torch.stack([decode_image(p, image_size) for p in files])
+
+
 def _folder(folder: Path, split, image_size, name, split_name=None) -> ImageSet:
     """Images under ``folder``; ``split`` None means the folder already is the split."""
     if not folder.is_dir():

@@ -62,3 +62,12 @@ def load_trained_run(run_dir: str | Path, device: str | torch.device = "cpu") ->
     model.load_state_dict(state["model"])
     model.eval()
     return TrainedRun(run_dir, config, model, state["epoch"])
+
+
+def run_samples(run_dir: str | Path, n: int) -> torch.Tensor:
+    """N samples (uint8) of a finished run from N(0, I), as its evaluation draws them: the
+    eval-mode model and bench.metrics.samplers.generate's fixed latent seed."""
+    from bench.metrics.fid import to_uint8
+    from bench.metrics.samplers import generate
+
+    return to_uint8(generate(load_trained_run(run_dir).model, n))
