@@ -39,6 +39,15 @@ def test_longer_budget_pairs_model_and_seed_and_flags_a_change_over_ten_percent(
     assert sorted(parent.fid) == [50.0, 100.0] and sorted(parent.fid_longer) == [52.0, 80.0]
 
 
+def test_longer_budget_ratio_comes_from_the_training_flops_the_runs_record(tmp_path):
+    short, longer = tmp_path / "standard", tmp_path / "standard-2x"
+    write_run(short, "gan", 1, {"fid": 65.0}, epochs=2, cost={"cum_train_flops": 1.26e14})
+    write_run(longer, "gan", 1, {"fid": 54.0}, epochs=4, cost={"cum_train_flops": 3.15e14})
+    table = _table(short, longer)
+    assert table.loc["gan", "budget_ratio"] == 2.5  # FLOPs 3.15e14 / 1.26e14, not epochs 4 / 2
+    assert table.loc["gan", "verdict"] == rt.IMPROVING
+
+
 def test_report_longer_section_names_the_models_that_had_not_converged(tmp_path):
     short, longer = _sweeps(tmp_path)
     result = CliRunner().invoke(cli, ["report", str(short), "--longer", str(longer)])

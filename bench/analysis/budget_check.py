@@ -91,15 +91,17 @@ def longer_budget_table(per_run: pd.DataFrame, longer_dir: Path) -> pd.DataFrame
     if "fid" not in pairs or "fid_longer" not in pairs:
         raise BenchError(f"--longer {longer_dir}: no final FID to compare (eval.fid_samples 0?)")
     counter = _ratio_counter(pairs)
+    # Computed on the frame: itertuples renames columns that are not identifiers
+    # (cost/cum_train_flops) to positional names.
+    ratios = (pairs[f"{counter}_longer"] / pairs[counter]).tolist()
     rows = []
-    for p in pairs.itertuples(index=False):
+    for p, ratio in zip(pairs.itertuples(index=False), ratios, strict=True):
         differs = rt.first_difference(_settings(p.path), _settings(p.path_longer))
         if differs:
             raise BenchError(
                 f"--longer {p.path_longer} differs from {p.path} in {differs}, not only in "
                 f"how long it trains ({', '.join(TRAINING_LENGTH_KEYS)})"
             )
-        ratio = getattr(p, f"{counter}_longer") / getattr(p, counter)
         if not ratio > 1:
             raise BenchError(
                 f"--longer {p.path_longer} trained no longer than {p.path} ({counter} ratio "
