@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.core.errors import BenchError
 from bench.data.images import first_images
 from bench.metrics import fid
 from bench.results.trained import run_samples
@@ -41,19 +43,15 @@ MIXED = ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c")
 
 def image_sets(data: Path, n: int, generated: Path | None) -> dict[str, torch.Tensor]:
     """Every set a pair may use (``pet64_b``: the N photos after ``pet64``'s)."""
-
-    def load(folder: Path, size: int, skip: int = 0) -> torch.Tensor:
-        return first_images(folder, size, n, skip)
-
     cifar, pet = data / "cifar10-dog", data / "petimages-dog/dog"
     return {
-        "cifar_train": load(cifar / "train/dog", 32),
-        "cifar_test": load(cifar / "test/dog", 32),
-        "pet64": load(pet, 64),
-        "pet64_b": load(pet, 64, skip=n),
-        "pet32": load(pet, 32),
-        "cifar_train_b": load(cifar / "train/dog", 32, skip=n),
-        "cifar_test_b": load(cifar / "test/dog", 32, skip=n),
+        "cifar_train": first_images(cifar / "train/dog", 32, n),
+        "cifar_test": first_images(cifar / "test/dog", 32, n),
+        "pet64": first_images(pet, 64, n),
+        "pet64_b": first_images(pet, 64, n, skip=n),
+        "pet32": first_images(pet, 32, n),
+        "cifar_train_b": first_images(cifar / "train/dog", 32, n, skip=n),
+        "cifar_test_b": first_images(cifar / "test/dog", 32, n, skip=n),
     } | ({"gen32": run_samples(generated, n)} if generated else {})
 
 
@@ -243,4 +241,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchError as e:  # too few images in a folder, a run folder without a checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
