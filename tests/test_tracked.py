@@ -74,6 +74,25 @@ def test_verdict_tolerance_and_too_few_points():
     assert rt.convergence_verdict([1.0, 2.0], [100.0, 90.0]) == rt.UNKNOWN_CONVERGENCE
 
 
+def test_verdict_is_relative_to_the_final_fid_not_the_biased_tracked_one():
+    # A GAN-like run: tracked FID@250 ~150 (small-N bias), final FID@1000 54, falling 6
+    # units over the last quarter: 4% of the tracked level (converged if it were the scale),
+    # 11% of the final FID the run publishes: still improving.
+    x = np.linspace(0.05, 1.0, 20)
+    fid = 156 - 24 * x
+    assert rt.convergence_verdict(x, fid, total=1.0) == rt.CONVERGED
+    assert rt.convergence_verdict(x, fid, total=1.0, scale=54.0) == rt.IMPROVING
+    df = pd.DataFrame([*tracked("g", list(fid)), *evaluations("g", [60.0, 54.0])])
+    df = df.assign(label=df["model"])
+    runs = pd.DataFrame({"run": ["g"], "label": ["g"], "model": ["g"], "seed": [0]})
+    g = rt.per_run_stability(df, runs.assign(status="ok", diverged_step=NAN)).iloc[0]
+    assert g["convergence"] == rt.IMPROVING
+    assert g["track_change"] == pytest.approx(-6 / 54, rel=0.05)
+    # Still running, no final FID yet: relative to its tracked FIDs' mean.
+    running = df[~df["metric"].isin(["fid", "best_fid", "best_fid_epoch", "final_fid"])]
+    assert rt.tracked_stability(running).loc["g", "convergence"] == rt.CONVERGED
+
+
 # ---------------------------------------------------------------- per-run tables
 
 
@@ -156,7 +175,9 @@ def test_report_shows_tracked_verdicts_totals_budget_and_plots(tmp_path):
     assert "convergence (tracked FID, N=250)" in runs
     assert "| `gan-seed0` | gan | 0 | ok | 2 |" in runs  # epochs done, no "/0"
     assert "**epochs:** no limit (the budget decides)" in md
-    assert runs.count("| degrading |") == 2 and runs.count("| converged |") == 2
+    # each verdict with its fitted last-quarter change, relative to the run's final FID
+    assert runs.count("| degrading (+") == 2 and runs.count("| converged (") == 2
+    assert "| 170 | degrading (+11.5%) |" in runs  # fitted +19.5 FID units over the quarter / 170
     cost = section(md, "Cost")
     # totals are the last cumulative value (120 steps x 64 images, x 3e9 FLOPs), big ones
     # in scientific notation; the seeds are identical, hence ± 0

@@ -311,8 +311,10 @@ def _tracked_note(data: ReportData) -> str:
         f"oscillation*: std / mean of the last {data.window} tracked FIDs. *converged*: ok seeds "
         "whose tracked FID, by a least-squares line through the points of the last "
         f"{rt.LAST_SHARE:.0%} of training (images seen, else steps), changed by less than "
-        f"{rt.CONVERGENCE_TOLERANCE:.0%} (needs {rt.MIN_LAST_POINTS} points there; the Runs "
-        "table gives each verdict: still improving = falling, degrading = rising after its best)."
+        f"{rt.CONVERGENCE_TOLERANCE:.0%} of the run's final FID (a change in FID units carries "
+        "across N, the small-N bias being roughly additive; needs "
+        f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change: "
+        "still improving = falling, degrading = rising after its best)."
     )
 
 
@@ -420,6 +422,12 @@ def _status_text(r: pd.Series) -> str:
     return str(r["status"])
 
 
+def _convergence_text(r: pd.Series) -> str:
+    """The run's verdict and its last-quarter change, e.g. "converged (-3.1%)"."""
+    change = r.get("track_change", np.nan)
+    return r["convergence"] + (f" ({change:+.1%})" if np.isfinite(change) else "")
+
+
 def runs_section(data: ReportData) -> str:
     rank = {label: i for i, label in enumerate(data.order)}
     runs = data.per_run.assign(_rank=data.per_run["label"].map(rank))
@@ -435,7 +443,7 @@ def runs_section(data: ReportData) -> str:
         rows.append(
             [f"`{r['run']}`", r["label"], seed, _status_text(r), epochs, best]
             + [fmt(r["final_fid"])]
-            + ([r["convergence"]] if tracked else [])
+            + ([_convergence_text(r)] if tracked else [])
         )
     fid_n = fid_n_label(data.metrics)
     header = ["run", "model", "seed", "status", "epochs", f"best FID ({fid_n})", "final FID"]
