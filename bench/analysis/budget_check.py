@@ -69,9 +69,7 @@ def _verdict(change: float, status_longer: str) -> str:
         return Status.DIVERGED
     if not np.isfinite(change):
         return "—"
-    if abs(change) < LONGER_TOLERANCE:
-        return rt.CONVERGED
-    return rt.IMPROVING if change < 0 else rt.DEGRADING
+    return rt.change_verdict(change, LONGER_TOLERANCE)
 
 
 def longer_budget_table(per_run: pd.DataFrame, longer_dir: Path) -> pd.DataFrame:

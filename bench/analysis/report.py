@@ -312,7 +312,8 @@ def _tracked_note(data: ReportData) -> str:
         "whose tracked FID, by a least-squares line through the points of the last "
         f"{rt.LAST_SHARE:.0%} of training (images seen, else steps), changed by less than "
         f"{rt.CONVERGENCE_TOLERANCE:.0%} of the run's final FID (a change in FID units carries "
-        "across N, the small-N bias being roughly additive; needs "
+        "across N, the small-N bias being roughly additive; *of tracked*: a run without a "
+        "final FID yet, relative to its last-quarter tracked FIDs; needs "
         f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change: "
         "still improving = falling, degrading = rising after its best)."
     )
@@ -423,9 +424,13 @@ def _status_text(r: pd.Series) -> str:
 
 
 def _convergence_text(r: pd.Series) -> str:
-    """The run's verdict and its last-quarter change, e.g. "converged (-3.1%)"."""
+    """The run's verdict and its last-quarter change, e.g. "converged (-3.1%)"; "of tracked"
+    when the run has no final FID yet to be relative to (rt.verdict_scale)."""
     change = r.get("track_change", np.nan)
-    return r["convergence"] + (f" ({change:+.1%})" if np.isfinite(change) else "")
+    if not np.isfinite(change):
+        return r["convergence"]
+    of = "" if rt.verdict_scale(r["final_fid"]) else " of tracked"
+    return f"{r['convergence']} ({change:+.1%}{of})"
 
 
 def runs_section(data: ReportData) -> str:

@@ -448,7 +448,7 @@ def per_run_stability(
     out = runs_df[cols].set_index("run").join(fid, how="left")
     out["fid_gap"] = out["final_fid"] - out["best_fid"]
     out["fid_gap_rel"] = out["fid_gap"] / out["best_fid"]
-    tracked = tracked_stability(metrics_df, window)
+    tracked = tracked_stability(metrics_df, window, out[FINAL_FID])
     if len(tracked):
         out = out.join(tracked, how="left")
         has = out["track_points"].notna()
@@ -574,7 +574,7 @@ def convergence_verdict(
     tolerance: float = CONVERGENCE_TOLERANCE,
     scale: float | None = None,
 ) -> str:
-    """change_verdict of last_quarter_change (same arguments)."""
+    """change_verdict(last_quarter_change(progress, fid, total, scale), tolerance)."""
     return change_verdict(last_quarter_change(progress, fid, total, scale), tolerance)
 
 
@@ -607,27 +607,32 @@ TRACK_COLUMNS = (
 )
 
 
-def verdict_scale(final_fid: float, tracked: np.ndarray) -> float:
+def verdict_scale(final_fid: float) -> float | None:
     """The FID a run's tracked change is relative to: its final (published) FID when it has
-    one, else the mean of its tracked FIDs (a run still running; see CONVERGENCE_TOLERANCE)."""
-    return float(final_fid) if np.isfinite(final_fid) and final_fid > 0 else float(tracked.mean())
+    one; None (the last-quarter tracked FIDs' mean, fid_change's default) for a run that has
+    none yet, e.g. still running (see CONVERGENCE_TOLERANCE)."""
+    return float(final_fid) if np.isfinite(final_fid) and final_fid > 0 else None
 
 
-def tracked_stability(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+def tracked_stability(
+    metrics_df: pd.DataFrame, window: int = 5, final_fid: pd.Series | None = None
+) -> pd.DataFrame:
     """Per run with tracked FID points (tracked_fid): TRACK_COLUMNS (count, N, best and
     final tracked FID, track_fid_osc = std (ddof=1) / mean of its last `window` tracked
     FIDs, as loss_oscillation, and track_change = last_quarter_change relative to
-    verdict_scale) and ``convergence`` (convergence_verdict of the same). Empty without any.
+    verdict_scale) and ``convergence`` (change_verdict of it). Empty without any.
+    final_fid: run -> final FID (default: from final_metrics).
     """
     points = tracked_fid(metrics_df)
-    final_fid = final_metrics(metrics_df).set_index("run")[FINAL_FID] if len(points) else None
+    if final_fid is None and len(points):
+        final_fid = final_metrics(metrics_df).set_index("run")[FINAL_FID]
     out = {}
     for run, g in points.groupby("run", sort=False):
         fid = g["value"].to_numpy(dtype=float)
         last = fid[-window:]
         progress, total = _progress(g, metrics_df[metrics_df["run"] == run])
         osc = float(np.std(last, ddof=1) / last.mean()) if len(last) > 1 else np.nan
-        scale = verdict_scale(final_fid.get(run, np.nan), fid)
+        scale = verdict_scale(final_fid.get(run, np.nan))
         change = last_quarter_change(progress, fid, total, scale)
         values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, change)
         out[run] = dict(zip(TRACK_COLUMNS, values, strict=True))
