@@ -524,14 +524,11 @@ def tracked_fid(metrics_df: pd.DataFrame) -> pd.DataFrame:
 # FID units and divided by the run's final (published, large-N) FID, not by the tracked FIDs:
 # FID at small N carries a roughly additive bias, FID_N ~ FID_inf + k/N (Chong & Forsyth
 # 2020, "Effectively unbiased FID and Inception Score"), so a change in units carries across
-# N (standard protocol's 2x check, seed 1: over the added half the GAN moved -9.8 at N=200
-# and -11.1 at N=5000, the VAE +7.9 and +6.9) while a ratio to FID@200 (~150 for a GAN at
-# FID@5000 ~54) would make 5% mean ~14%. The noise stays small on that scale because every
-# tracked point draws the same latents and compares with the same real images: around the
-# fitted line, the 12 standard-protocol reference runs' last-quarter points scatter by
-# 0.2-3% of final FID for AE/VAE (standard error of the fitted change 0.2-3.8%) and 2% for
-# the DCGAN at 2x (7-8 FID units, 11-12%, for the DCGAN at 1x: a GAN still moving, not
-# sampling noise). BENCHMARKS.md "The 2x check" has the table.
+# N, while a ratio to a DCGAN's FID@200 (~3x its FID@5000) would make 5% mean ~14%. The noise
+# stays small on that scale because every tracked point draws the same latents and compares
+# with the same real images: on the standard protocol's reference runs the fitted change's
+# standard error is a few % of final FID or less, except for a GAN still moving between
+# points (BENCHMARKS.md, "The tracked verdict's scale", has the figures).
 CONVERGENCE_TOLERANCE = 0.05
 LAST_SHARE = 0.25  # the last quarter of the run's training (images seen, else steps)
 MIN_LAST_POINTS = 3
