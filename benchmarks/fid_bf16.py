@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.core.errors import BenchError
+from bench.core.errors import run_script
 from bench.data.images import first_images
 from bench.metrics import fid
 from bench.results.trained import run_samples
@@ -241,8 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:  # too few images in a folder, a run folder without a checkpoint
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

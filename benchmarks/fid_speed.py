@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 import warnings
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
-from bench.core.errors import BenchError
+from bench.core.errors import run_script
 from bench.data.images import first_images
 from bench.metrics import fid
 from bench.results.trained import run_samples
@@ -196,8 +195,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as e:  # too few images in a folder, a run folder without a checkpoint
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -1,5 +1,7 @@
 """One error type for bad user input: printed as one line, exit status 2."""
 
+import sys
+
 import click
 
 
@@ -11,3 +13,14 @@ class BenchError(click.ClickException):
     """
 
     exit_code = 2
+
+
+def run_script(main) -> None:
+    """Run a benchmark script's ``main()`` so that bad input ends it as a command does: a
+    BenchError (too few images in a folder, a run without a checkpoint...) is one line on
+    stderr and exit status 2, without a traceback."""
+    try:
+        main()
+    except BenchError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        sys.exit(e.exit_code)
