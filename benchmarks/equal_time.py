@@ -156,7 +156,7 @@ class TextbookVAE:
         loss = bce + kld
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

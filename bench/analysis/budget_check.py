@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 
@@ -30,6 +31,14 @@ LONGER_COLUMNS = (
     "label", "seed", "budget_ratio", "fid", "fid_longer", "change_rel", "convergence",
     "convergence_longer", "verdict",
 )  # fmt: skip
+# The option of bench report and bench claims that adds this check.
+longer_option = click.option(
+    "--longer",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results of some of the same runs at a larger training budget (e.g. one seed at 2x): "
+    "adds the convergence check of final FID against budget.",
+)
 # Training done, most telling first: FLOPs where counted, else images seen, else epochs
 # (runs written before the cost counters).
 TRAINED_COUNTERS = (CUM_TRAIN_FLOPS, CUM_IMAGES, "epochs_done")

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.analysis import budget_check as bc
 from bench.analysis.markdown import md_table
 from bench.analysis.stats import (
     CONFIDENCE,
@@ -286,7 +287,7 @@ def metric_part(per_run: pd.DataFrame, metric: str, a: str, b: str, sign: int) -
     verdict, diff, reason = compare_groups(x, y, sign)
     op = ">" if sign > 0 else "<"
     evidence = f"{metric} {a} {describe(x)} vs {b} {describe(y)}, {diff}"
-    note = convergence_note(per_run, [a, b])
+    note = convergence_note(per_run, [a, b], metric)
     return Part(verdict, evidence, f"{metric} {a} {op} {b}: {reason}{note}")
 
 
@@ -301,18 +302,41 @@ def _tracked(runs: pd.DataFrame) -> pd.Series:
     return runs["track_points"].notna()
 
 
-def convergence_note(per_run: pd.DataFrame, labels: list[str]) -> str:
+# The longer-budget check compares these (N(0, I) final FID); its notes go on claims about them.
+LONGER_CHECKED_METRICS = ("fid", "final_fid")
+
+
+def _longer_notes(ok: pd.DataFrame, label: str) -> list[str]:
+    """'ae seed 1 degrading at 2× budget (+16.6%)' for each run whose longer-budget check
+    (with_longer_check) found its final FID still improving or degrading, or whose longer
+    run diverged; a check without a verdict (no FID to compare) says nothing."""
+    if "longer_verdict" not in ok:
+        return []
+    named = ok[ok["longer_verdict"].isin([rt.IMPROVING, rt.DEGRADING, Status.DIVERGED])]
+    return [
+        f"{label} seed {r.seed} {r.longer_verdict} at {r.longer_budget_ratio:.3g}× budget"
+        + (f" ({r.longer_change_rel:+.1%})" if np.isfinite(r.longer_change_rel) else "")
+        for r in named.itertuples(index=False)
+    ]
+
+
+def convergence_note(per_run: pd.DataFrame, labels: list[str], metric: str) -> str:
     """' (vae: 1/3 seeds converged)' for each model whose ok seeds have tracked points but
-    not all converged (rt.convergence_verdict): its final values may still move. '' when
-    all converged or nothing is known (no tracked points)."""
-    notes = []
+    not all converged (rt.convergence_verdict): its final values may still move. For a
+    claim on LONGER_CHECKED_METRICS also ' (longer-budget check of final FID: ae seed 1
+    degrading at 2× budget (+16.6%))' for each run that check did not find converged. ''
+    when all converged or nothing is known."""
+    tracked, longer = [], []
     for label in dict.fromkeys(labels):
         ok = _ok_runs(per_run, label)
-        if ok.empty or not _tracked(ok).any():
+        if ok.empty:
             continue
-        k = int((ok["convergence"] == rt.CONVERGED).sum())
-        if k < len(ok):
-            notes.append(f"{label}: {k}/{len(ok)} seeds converged")
+        k = int((ok["convergence"] == rt.CONVERGED).sum()) if "convergence" in ok else 0
+        if _tracked(ok).any() and k < len(ok):
+            tracked.append(f"{label}: {k}/{len(ok)} seeds converged")
+        if metric in LONGER_CHECKED_METRICS:
+            longer += _longer_notes(ok, label)
+    notes = tracked + ([f"longer-budget check of final FID: {', '.join(longer)}"] if longer else [])
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -506,7 +530,7 @@ def _spread_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
     sd = f"std final_fid {gan} {_num(np.std(x, ddof=1))} vs {vae} {_num(np.std(y, ddof=1))}"
     evidence = f"{sd}, variance ratio {_num(ratio)} [{_num(low)}, {_num(high)}]"
     side = {HOLDS: "excludes 1 above", FAILS: "excludes 1 below", INCONCLUSIVE: "includes 1"}
-    note = convergence_note(per_run, [gan, vae])
+    note = convergence_note(per_run, [gan, vae], "final_fid")
     return Part(verdict, evidence, f"FID spread {gan} > {vae}: 95% F CI {side[verdict]}{note}")
 
 
@@ -752,14 +776,42 @@ def claim_inputs(runs_df: pd.DataFrame, per_run_df: pd.DataFrame) -> pd.DataFram
     return out.assign(beta=_betas(out))
 
 
-def load_claim_inputs(results_dir: str | Path) -> pd.DataFrame:
+# Columns with_longer_check adds, from bc.longer_budget_table's (verdict, change_rel,
+# budget_ratio).
+LONGER_CHECK_COLUMNS = {
+    "verdict": "longer_verdict",
+    "change_rel": "longer_change_rel",
+    "budget_ratio": "longer_budget_ratio",
+}
+
+
+def with_longer_check(inputs: pd.DataFrame, longer: pd.DataFrame | None) -> pd.DataFrame:
+    """claim_inputs plus, per run that a longer-budget check repeated (bench report /
+    bench claims --longer: bc.longer_budget_table, keyed by label and seed; the largest
+    budget where there are several), its verdict, relative change of final FID and budget
+    ratio (LONGER_CHECK_COLUMNS); NaN elsewhere."""
+    if longer is None:
+        return inputs
+    # A run repeated at several larger budgets (2x and 4x): the longest check speaks for it.
+    longest = longer.sort_values("budget_ratio").drop_duplicates(["label", "seed"], keep="last")
+    checked = longest[["label", "seed", *LONGER_CHECK_COLUMNS]].rename(columns=LONGER_CHECK_COLUMNS)
+    return inputs.drop(columns=list(LONGER_CHECK_COLUMNS.values()), errors="ignore").merge(
+        checked, on=["label", "seed"], how="left"
+    )
+
+
+def load_claim_inputs(results_dir: str | Path, longer: Path | None = None) -> pd.DataFrame:
+    """claim_inputs of the runs under results_dir, with the longer-budget check of the runs
+    under ``longer`` (bench.analysis.budget_check) when given."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise BenchError(
             f"results path {results_dir} is not a folder; expected a folder written by bench run --out"
         )
     runs, metrics = rt.load_runs(results_dir)
-    return claim_inputs(runs, rt.per_run_table(runs, metrics))
+    per_run = rt.per_run_table(runs, metrics)
+    check = None if longer is None else bc.longer_budget_table(per_run, longer)
+    return with_longer_check(claim_inputs(runs, per_run), check)
 
 
 # ---------------------------------------------------------------- output
@@ -839,16 +891,20 @@ def failure_details(claims: list[Claim], required: list[str]) -> list[str]:
     default=None,
     help="Also write the table as markdown (e.g. $GITHUB_STEP_SUMMARY; overwritten).",
 )
+@bc.longer_option
 @click.pass_context
-def claims_command(ctx: click.Context, results: Path, require: str, markdown: Path | None) -> None:
+def claims_command(
+    ctx: click.Context, results: Path, require: str, markdown: Path | None, longer: Path | None
+) -> None:
     """Check the AE/VAE/GAN claims against the runs under RESULTS and print the verdicts.
 
     Exit 1 if a --require'd claim does not hold (fails or is inconclusive), 0 otherwise,
     2 for bad input. Verdicts use 95% Welch intervals over seeds (a 5% margin for single
-    seeds); see bench/analysis/claims.py.
+    seeds); see bench/analysis/claims.py. With --longer, a claim on final FID also names
+    each of its models' runs whose final FID the longer-budget check found still moving.
     """
     required = parse_require(require)
-    inputs = load_claim_inputs(results)
+    inputs = load_claim_inputs(results, longer)
     claims = evaluate_claims(inputs)
     summary, details = summary_line(claims, required), failure_details(claims, required)
     notes = [f"note: {n}" for n in [rt.unfinished_note(inputs)] if n]

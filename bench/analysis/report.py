@@ -12,6 +12,7 @@ Figures use matplotlib's Figure API (Agg canvas, no pyplot global state).
 import datetime as dt
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def collect(
         per_run.drop(columns=list(rt.RUN_FACTS)), "label", tolerance
     )
     order = rt.model_order(runs)
-    claim_inputs = cl.claim_inputs(runs, per_run)
+    check = None if longer is None else bc.longer_budget_table(per_run, longer)
+    claim_inputs = cl.with_longer_check(cl.claim_inputs(runs, per_run), check)
     return ReportData(
         results_dir,
         runs,
@@ -86,7 +88,7 @@ def collect(
         tolerance,
         claim_inputs,
         cl.evaluate_claims(claim_inputs),
-        None if longer is None else bc.longer_budget_table(per_run, longer),
+        check,
     )
 
 
@@ -656,6 +658,18 @@ def plot_tracked_fid(data: ReportData, counter: str, xlabel: str) -> Figure | No
     return fig
 
 
+@contextmanager
+def _fixed_global_numpy_seed(seed: int = 0):
+    """numpy's global generator seeded inside, restored after: a plot that draws from it
+    (stripplot's jitter) comes out the same on every run of bench report."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def plot_final_fid(data: ReportData) -> Figure | None:
     runs = data.per_run[np.isfinite(data.per_run["final_fid"])]
     if runs.empty:
@@ -668,7 +682,8 @@ def plot_final_fid(data: ReportData) -> Figure | None:
     if len(ok):
         sns.boxplot(ok, **common, hue="label", palette=palette, fill=False, showfliers=False)
     status_colors = {s: STATUS_COLORS.get(s, "gray") for s in runs["status"].unique()}
-    sns.stripplot(runs, **common, hue="status", palette=status_colors, size=7, jitter=0.15)
+    with _fixed_global_numpy_seed():  # seaborn 0.13 jitters with np.random.uniform
+        sns.stripplot(runs, **common, hue="status", palette=status_colors, size=7, jitter=0.15)
     ax.set(
         title=f"Final FID per model over seeds ({fid_n})",
         xlabel=f"final FID ({fid_n}), lower is better",
@@ -955,13 +970,7 @@ def write_report(
     type=click.FloatRange(min=0),
     help="A seed succeeds if its final FID is within this relative tolerance of the best seed.",
 )
-@click.option(
-    "--longer",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Results of some of the same runs at a larger training budget (e.g. one seed at 2x): "
-    "adds the convergence check of final FID against budget.",
-)
+@bc.longer_option
 def report_command(
     results: Path, out_dir: Path | None, window: int, tolerance: float, longer: Path | None
 ) -> None:
