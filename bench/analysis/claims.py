@@ -800,6 +800,15 @@ def with_longer_check(inputs: pd.DataFrame, longer: pd.DataFrame | None) -> pd.D
     )
 
 
+def checked_claim_inputs(
+    runs: pd.DataFrame, per_run: pd.DataFrame, longer: Path | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(claim_inputs with the longer-budget check of the runs under ``longer`` merged in,
+    that check's table: bc.longer_budget_table, None without ``longer``)."""
+    check = None if longer is None else bc.longer_budget_table(per_run, longer)
+    return with_longer_check(claim_inputs(runs, per_run), check), check
+
+
 def load_claim_inputs(results_dir: str | Path, longer: Path | None = None) -> pd.DataFrame:
     """claim_inputs of the runs under results_dir, with the longer-budget check of the runs
     under ``longer`` (bench.analysis.budget_check) when given."""
@@ -809,9 +818,7 @@ def load_claim_inputs(results_dir: str | Path, longer: Path | None = None) -> pd
             f"results path {results_dir} is not a folder; expected a folder written by bench run --out"
         )
     runs, metrics = rt.load_runs(results_dir)
-    per_run = rt.per_run_table(runs, metrics)
-    check = None if longer is None else bc.longer_budget_table(per_run, longer)
-    return with_longer_check(claim_inputs(runs, per_run), check)
+    return checked_claim_inputs(runs, rt.per_run_table(runs, metrics), longer)[0]
 
 
 # ---------------------------------------------------------------- output

@@ -74,8 +74,7 @@ def collect(
         per_run.drop(columns=list(rt.RUN_FACTS)), "label", tolerance
     )
     order = rt.model_order(runs)
-    check = None if longer is None else bc.longer_budget_table(per_run, longer)
-    claim_inputs = cl.with_longer_check(cl.claim_inputs(runs, per_run), check)
+    claim_inputs, check = cl.checked_claim_inputs(runs, per_run, longer)
     return ReportData(
         results_dir,
         runs,
