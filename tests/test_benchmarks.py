@@ -249,3 +249,19 @@ def test_fid_bf16_switches_layers_as_the_library_computes_and_restores_the_netwo
         assert diff.endswith("%") and float(diff.rstrip("%")) == float(diff.rstrip("%")), row
         emulated = row.startswith(("fp32 math", "fp32, final"))
         assert (rate == "(emulated)") if emulated else float(rate) > 0, row
+
+
+def test_verdict_noise_prints_each_runs_change_with_its_standard_error(tmp_path, capsys):
+    from test_tracked import write_tracked_sweep
+
+    verdict_noise = load("verdict_noise")
+    results = write_tracked_sweep(tmp_path / "r")
+    assert verdict_noise.main([str(results)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in lines[2:]}
+    assert len(rows) == 4
+    gan = rows["r/gan-seed0"]
+    # the rising curve's last 4 points: +19.5 FID units ± 2.6 (scipy's linregress), / 170
+    assert gan[3:7] == ["+19.5", "+11.5%", gan[5], "1.5%"]
+    assert gan[-1].rstrip(" |") == "degrading"
+    assert verdict_noise.main([str(tmp_path / "none")]) == 2

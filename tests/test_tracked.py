@@ -75,6 +75,24 @@ def test_verdict_tolerance_and_too_few_points():
     assert rt.convergence_verdict([1.0, 2.0], [100.0, 90.0]) == rt.UNKNOWN_CONVERGENCE
 
 
+def test_fitted_change_has_the_standard_error_of_an_ordinary_least_squares_slope():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.05, 1.0, 20)
+    fid = 120 - 16 * x + rng.normal(0, 2.0, x.size)
+    fit = rt.last_quarter_fit(x, fid, total=1.0, scale=60.0)
+    last = x >= 0.75
+    ref = stats.linregress(x[last], fid[last])
+    assert fit.n == last.sum() == 6
+    assert fit.change == pytest.approx(ref.slope * 0.25 / 60)
+    assert fit.change_se == pytest.approx(ref.stderr * 0.25 / 60)
+    residuals = fid[last] - (ref.intercept + ref.slope * x[last])
+    assert fit.residual_sd == pytest.approx(np.sqrt(np.sum(residuals**2) / 4) / 60)
+    # too few points in the last quarter: no fit, no verdict
+    assert np.isnan(rt.last_quarter_fit(x[:-4], fid[:-4], total=1.0).change)
+
+
 def test_verdict_is_relative_to_the_final_fid_not_the_biased_tracked_one():
     # A GAN-like run: tracked FID@250 ~150 (small-N bias), final FID@1000 54, falling 6
     # units over the last quarter: 4% of the tracked level (converged if it were the scale),
@@ -183,7 +201,9 @@ def test_report_shows_tracked_verdicts_totals_budget_and_plots(tmp_path):
     assert "**epochs:** no limit (the budget decides)" in md
     # each verdict with its fitted last-quarter change, relative to the run's final FID
     assert runs.count("| degrading (+") == 2 and runs.count("| converged (") == 2
-    assert "| 170 | degrading (+11.5%) |" in runs  # fitted +19.5 FID units over the quarter / 170
+    # fitted +19.5 FID units over the quarter / 170, ± its standard error (scipy's
+    # linregress stderr on the last 4 points: 2.6 units / 170)
+    assert "| 170 | degrading (+11.5% ± 1.5%) |" in runs
     cost = section(md, "Cost")
     # totals are the last cumulative value (120 steps x 64 images, x 3e9 FLOPs), big ones
     # in scientific notation; the seeds are identical, hence ± 0

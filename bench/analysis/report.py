@@ -315,7 +315,8 @@ def _tracked_note(data: ReportData) -> str:
         f"{rt.CONVERGENCE_TOLERANCE:.0%} of the run's final FID (a change in FID units carries "
         "across N, the small-N bias being roughly additive; *of tracked*: a run without a "
         "final FID yet, relative to its last-quarter tracked FIDs; needs "
-        f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change: "
+        f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change "
+        "± the fitted change's standard error, from the points' scatter around the line: "
         "still improving = falling, degrading = rising after its best)."
     )
 
@@ -425,13 +426,15 @@ def _status_text(r: pd.Series) -> str:
 
 
 def _convergence_text(r: pd.Series) -> str:
-    """The run's verdict and its last-quarter change, e.g. "converged (-3.1%)"; "of tracked"
-    when the run has no final FID yet to be relative to (rt.verdict_scale)."""
-    change = r.get("track_change", np.nan)
+    """The run's verdict and its last-quarter change ± the change's standard error, e.g.
+    "converged (-3.1% ± 0.8%)"; "of tracked" when the run has no final FID yet to be
+    relative to (rt.verdict_scale)."""
+    change, se = r.get("track_change", np.nan), r.get("track_change_se", np.nan)
     if not np.isfinite(change):
         return r["convergence"]
+    se_text = f" ± {se:.1%}" if np.isfinite(se) else ""
     of = "" if rt.verdict_scale(r["final_fid"]) else " of tracked"
-    return f"{r['convergence']} ({change:+.1%}{of})"
+    return f"{r['convergence']} ({change:+.1%}{se_text}{of})"
 
 
 def runs_section(data: ReportData) -> str:

@@ -10,6 +10,7 @@ so the numbers in REPORT.md can be recomputed and unit-tested without files.
 import math
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -536,16 +537,38 @@ CONVERGED, IMPROVING, DEGRADING = "converged", "still improving", "degrading"
 UNKNOWN_CONVERGENCE = "unknown (too few tracked points)"
 
 
-def fid_change(progress, fid, span: float, scale: float | None = None) -> float:
-    """Relative change of the least-squares line through (progress, fid) over `span` of
-    progress: slope x span / scale (negative = falling); scale defaults to the mean FID."""
+class QuarterFit(NamedTuple):
+    """A least-squares line through the tracked points of the last quarter, relative to a
+    scale (the run's final FID): change = slope x span / scale; change_se = its standard
+    error (s / sqrt(sum (x - mean x)^2) x span / scale, s the residual sd with n - 2 degrees
+    of freedom; NaN with 2 points); residual_sd = s / scale, the points' scatter around it."""
+
+    change: float
+    change_se: float
+    residual_sd: float
+    n: int
+
+
+NO_FIT = QuarterFit(np.nan, np.nan, np.nan, 0)
+
+
+def line_fit(progress, fid, span: float, scale: float | None = None) -> QuarterFit:
+    """The least-squares line through (progress, fid): its change over `span` of progress
+    relative to scale (slope x span / scale, negative = falling; scale defaults to the mean
+    FID), with its standard error and the residual scatter (QuarterFit)."""
     x, y = np.asarray(progress, dtype=float), np.asarray(fid, dtype=float)
-    slope = np.polyfit(x, y, 1)[0]
-    return float(slope * span / (y.mean() if scale is None else scale))
+    scale = y.mean() if scale is None else scale
+    slope, intercept = np.polyfit(x, y, 1)
+    dof = len(x) - 2
+    s = np.sqrt(np.sum((y - (slope * x + intercept)) ** 2) / dof) if dof > 0 else np.nan
+    se = s / np.sqrt(np.sum((x - x.mean()) ** 2))
+    return QuarterFit(
+        float(slope * span / scale), float(se * span / scale), float(s / scale), len(x)
+    )
 
 
-def last_quarter_change(progress, fid, total: float | None = None, scale: float | None = None):
-    """fid_change over the last LAST_SHARE of the run's training, or NaN with fewer than
+def last_quarter_fit(progress, fid, total: float | None = None, scale: float | None = None):
+    """line_fit over the last LAST_SHARE of the run's training, or NO_FIT with fewer than
     MIN_LAST_POINTS (distinct) points there.
 
     progress: training done at each tracked point (images seen or steps), from 0;
@@ -556,12 +579,17 @@ def last_quarter_change(progress, fid, total: float | None = None, scale: float 
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     if len(x) < MIN_LAST_POINTS:
-        return np.nan
+        return NO_FIT
     total = float(x.max()) if total is None else total
     last = x >= (1 - LAST_SHARE) * total
     if last.sum() < MIN_LAST_POINTS or np.ptp(x[last]) == 0:
-        return np.nan
-    return fid_change(x[last], y[last], LAST_SHARE * total, scale)
+        return NO_FIT
+    return line_fit(x[last], y[last], LAST_SHARE * total, scale)
+
+
+def last_quarter_change(progress, fid, total: float | None = None, scale: float | None = None):
+    """last_quarter_fit's change (NaN with too few points)."""
+    return last_quarter_fit(progress, fid, total, scale).change
 
 
 def convergence_verdict(
@@ -601,12 +629,14 @@ TRACK_COLUMNS = (
     "track_final_fid",
     "track_fid_osc",
     "track_change",
+    "track_change_se",
+    "track_residual_sd",
 )
 
 
 def verdict_scale(final_fid: float) -> float | None:
     """The FID a run's tracked change is relative to: its final (published) FID when it has
-    one; None (the last-quarter tracked FIDs' mean, fid_change's default) for a run that has
+    one; None (the last-quarter tracked FIDs' mean, line_fit's default) for a run that has
     none yet, e.g. still running (see CONVERGENCE_TOLERANCE)."""
     return float(final_fid) if np.isfinite(final_fid) and final_fid > 0 else None
 
@@ -616,8 +646,9 @@ def tracked_stability(
 ) -> pd.DataFrame:
     """Per run with tracked FID points (tracked_fid): TRACK_COLUMNS (count, N, best and
     final tracked FID, track_fid_osc = std (ddof=1) / mean of its last `window` tracked
-    FIDs, as loss_oscillation, and track_change = last_quarter_change relative to
-    verdict_scale) and ``convergence`` (change_verdict of it). Empty without any.
+    FIDs, as loss_oscillation, and track_change, track_change_se, track_residual_sd =
+    last_quarter_fit relative to verdict_scale) and ``convergence`` (change_verdict of the
+    change). Empty without any.
     final_fid: run -> final FID (default: from final_metrics).
     """
     points = tracked_fid(metrics_df)
@@ -630,10 +661,10 @@ def tracked_stability(
         progress, total = _progress(g, metrics_df[metrics_df["run"] == run])
         osc = float(np.std(last, ddof=1) / last.mean()) if len(last) > 1 else np.nan
         scale = verdict_scale(final_fid.get(run, np.nan))
-        change = last_quarter_change(progress, fid, total, scale)
-        values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, change)
+        fit = last_quarter_fit(progress, fid, total, scale)
+        values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, *fit[:3])
         out[run] = dict(zip(TRACK_COLUMNS, values, strict=True))
-        out[run]["convergence"] = change_verdict(change)
+        out[run]["convergence"] = change_verdict(fit.change)
     table = pd.DataFrame.from_dict(out, orient="index", columns=[*TRACK_COLUMNS, "convergence"])
     return table.astype(dict.fromkeys(TRACK_COLUMNS, float))
 
