@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -50,17 +51,19 @@ def noise_rows(results_dir: str) -> list[tuple]:
         if scale is None or not np.isfinite(r["track_change"]):
             continue  # no final FID yet or too few points: no verdict on the final scale
         change, se = r["track_change"], r["track_change_se"]
+        # an exact line gives an SE of rounding size (~1e-15), not 0: no ratio then
+        exact = se <= 1e-9 * max(abs(change), rt.CONVERGENCE_TOLERANCE)
         rows.append(
             (
-                f"{results_dir.rstrip('/').split('/')[-1]}/{run}",
+                f"{Path(results_dir).resolve().name}/{run}",
                 f"{r['track_final_fid']:.1f}",
                 f"{scale:.1f}",
                 f"{change * scale:+.1f}",
                 f"{change:+.1%}",
                 f"{r['track_residual_sd']:.1%}",
                 f"{se:.1%}",
-                f"{abs(change) / se:.1f}" if se > 0 else "inf",
-                f"{rt.CONVERGENCE_TOLERANCE / se:.1f}" if se > 0 else "inf",
+                "—" if exact else f"{abs(change) / se:.1f}",
+                "—" if exact else f"{rt.CONVERGENCE_TOLERANCE / se:.1f}",
                 r["convergence"],
             )
         )

@@ -557,6 +557,8 @@ def line_fit(progress, fid, span: float, scale: float | None = None) -> QuarterF
     relative to scale (slope x span / scale, negative = falling; scale defaults to the mean
     FID), with its standard error and the residual scatter (QuarterFit)."""
     x, y = np.asarray(progress, dtype=float), np.asarray(fid, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return NO_FIT  # no line through points at one x
     scale = y.mean() if scale is None else scale
     slope, intercept = np.polyfit(x, y, 1)
     dof = len(x) - 2
