@@ -571,7 +571,7 @@ def line_fit(progress, fid, span: float, scale: float | None = None) -> QuarterF
 
 def last_quarter_fit(progress, fid, total: float | None = None, scale: float | None = None):
     """line_fit over the last LAST_SHARE of the run's training, or NO_FIT with fewer than
-    MIN_LAST_POINTS (distinct) points there.
+    MIN_LAST_POINTS points there (or all at one x: line_fit).
 
     progress: training done at each tracked point (images seen or steps), from 0;
     total: the run's training in the same unit (default: the last point's);
@@ -584,7 +584,7 @@ def last_quarter_fit(progress, fid, total: float | None = None, scale: float | N
         return NO_FIT
     total = float(x.max()) if total is None else total
     last = x >= (1 - LAST_SHARE) * total
-    if last.sum() < MIN_LAST_POINTS or np.ptp(x[last]) == 0:
+    if last.sum() < MIN_LAST_POINTS:
         return NO_FIT
     return line_fit(x[last], y[last], LAST_SHARE * total, scale)
 
