@@ -261,7 +261,27 @@ def test_verdict_noise_prints_each_runs_change_with_its_standard_error(tmp_path,
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in lines[2:]}
     assert len(rows) == 4
     gan = rows["r/gan-seed0"]
-    # the rising curve's last 4 points: +19.5 FID units ± 2.6 (scipy's linregress), / 170
-    assert gan[3:7] == ["+19.5", "+11.5%", gan[5], "1.5%"]
+    # the rising curve's last 4 points 150, 160, 165, 170: slope 6.5 per point, so +19.5 FID
+    # units ± 2.6 (scipy's linregress), / 170; residuals -1.5, 2, 0.5, -1 give a residual sd
+    # of sqrt(7.5 / 2) = 1.94, 1.1% of 170
+    assert gan[3:7] == ["+19.5", "+11.5%", "1.1%", "1.5%"]
     assert gan[-1].rstrip(" |") == "degrading"
     assert verdict_noise.main([str(tmp_path / "none")]) == 2
+
+
+def test_pixel_scale_prints_windows_and_the_first_step_below_the_mean_image(capsys):
+    pixel_scale = load("pixel_scale")
+    halves = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+    halves[2:] = 255  # per pixel: half the images 0, half 1 -> variance 0.25
+    assert abs(pixel_scale.mean_image_mse(halves, chunk=3) - 0.25) < 1e-12
+    argv = "--model ae --dataset synthetic --size 32 --width 8 --latent 8 --batch 8".split()
+    pixel_scale.main([*argv, "--steps", "4", "--every", "2"])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[1].split() == ["step", "recon", "MSE", "decoded", "mean", "data", "mean"]
+    assert [r.split()[0] for r in rows[2:4]] == ["2", "4"]
+    assert rows[-1].startswith("first batch below the mean-image MSE: ")
+    args = pixel_scale.parse_args([*argv, "--steps", "2"])
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    quiet = lambda line: None  # noqa: E731
+    assert pixel_scale.run(args, images, baseline=float("inf"), say=quiet) == 1
+    assert pixel_scale.run(args, images, baseline=0.0, say=quiet) is None
