@@ -23,6 +23,7 @@ from bench.results.layout import (
     TRACK_FID,
     TRACK_KID,
     TRACK_PREFIX,
+    TRACK_RECON,
 )
 
 CPU = torch.device("cpu")
@@ -144,6 +145,7 @@ def test_tracked_points_leave_training_identical(tmp_path):
     assert all(math.isfinite(v) for v in fids.value)
     assert set(on[on.metric == CUM_IMAGES].step) == {2, 3, 4}  # every point has its counters
     assert not off.metric.str.startswith(TRACK_PREFIX).any()
+    assert not (on.metric == TRACK_RECON).any()  # a GAN reconstructs nothing
 
     def training(rows):
         return rows[rows.metric.str.startswith("train/")].reset_index(drop=True)
@@ -154,8 +156,19 @@ def test_tracked_points_leave_training_identical(tmp_path):
     assert (plan_on.dir / "samples.png").read_bytes() == (plan_off.dir / "samples.png").read_bytes()
 
 
+def test_tracked_points_of_an_autoencoder_carry_its_held_out_recon_mse(tmp_path):
+    track = {"eval.track_points": 2, "eval.track_n": 8, "eval.fid_samples": 8, "eval.extras": []}
+    _, rows, _, _ = train(tmp_path, "ae", **track, **{"data.train_limit": 64, "train.epochs": 2})
+    recon = rows[rows.metric == TRACK_RECON]
+    assert list(recon.step) == list(rows[rows.metric == TRACK_FID].step) == [2, 4]
+    assert set(recon.n) == {8}  # the first track_n of the 16 held-out images
+    final = rows[rows.metric == "recon_mse"].iloc[-1]  # all 16, at the same last step
+    assert 0 < recon.value.iloc[-1] < 1 and final.step == 4
+    assert recon.value.iloc[-1] != final.value
+
+
 def test_tracked_metrics_are_registered_never_gated():
-    for name in (TRACK_FID, TRACK_KID):
+    for name in (TRACK_FID, TRACK_KID, TRACK_RECON):
         assert registry.direction(name) == registry.LOWER
         assert registry.tolerance(name) is None and name not in registry.headline_columns()
 

@@ -117,6 +117,33 @@ def test_verdict_is_relative_to_the_final_fid_not_the_biased_tracked_one():
     assert text.startswith("converged (-4.") and text.endswith("% of tracked)")
 
 
+def test_a_flat_fid_is_not_converged_while_the_recon_mse_still_falls():
+    assert rt.tracked_verdict(0.01, -0.10) == rt.IMPROVING
+    assert rt.tracked_verdict(0.01, 0.10) == rt.DEGRADING
+    assert rt.tracked_verdict(0.01, -0.01) == rt.CONVERGED
+    assert rt.tracked_verdict(0.01) == rt.CONVERGED  # nothing tracked but FID (a GAN)
+    assert rt.tracked_verdict(-0.10, 0.0) == rt.IMPROVING  # FID's own verdict comes first
+    assert rt.tracked_verdict(0.10, -0.20) == rt.DEGRADING
+    # FID flat at 300 (the seed's dogvae at 1e14 FLOPs); recon MSE falling 0.25 -> 0.19
+    steps = 10
+    flat = [300.0 + (-1) ** i for i in range(steps)]
+    rows = tracked("d", flat) + evaluations("d", [300.0, 300.0])
+    recon = np.linspace(0.25, 0.19, steps)
+    rows += [r | {"metric": "track/recon_mse", "value": v, "n": 200} for r, v in zip([r for r in rows if r["metric"] == "track/fid"], recon, strict=True)]  # fmt: skip
+    df = pd.DataFrame(rows)
+    g = rt.tracked_stability(df).loc["d"]
+    assert abs(g["track_change"]) < rt.CONVERGENCE_TOLERANCE
+    # last quarter: the points at 10 * 8, 10 * 9, 10 * 10 steps of 100; slope -0.06 / 9 per
+    # point, x 2.5 points of span, over their mean 0.1967: -8.5%
+    assert g["track_recon_change"] == pytest.approx(-0.06 / 9 * 2.5 / recon[-3:].mean())
+    assert g["track_recon_change_se"] == pytest.approx(0, abs=1e-9)  # an exact line
+    assert g["convergence"] == rt.IMPROVING
+    text = rp._convergence_text(pd.concat([g, pd.Series({"final_fid": 300.0})]))
+    assert text.startswith("still improving (") and "; recon MSE -8.5% ± 0.0%)" in text
+    no_recon = rt.tracked_stability(df[df["metric"] != "track/recon_mse"]).loc["d"]
+    assert no_recon["convergence"] == rt.CONVERGED and np.isnan(no_recon["track_recon_change"])
+
+
 # ---------------------------------------------------------------- per-run tables
 
 

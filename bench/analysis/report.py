@@ -317,7 +317,10 @@ def _tracked_note(data: ReportData) -> str:
         "final FID yet, relative to its last-quarter tracked FIDs; needs "
         f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change "
         "± the fitted change's standard error, from the points' scatter around the line: "
-        "still improving = falling, degrading = rising after its best)."
+        "still improving = falling, degrading = rising after its best). For a model with an "
+        "encoder the held-out recon MSE is tracked too (track/recon_mse): a run whose FID "
+        "passes is converged only if its recon MSE, by the same fit relative to its "
+        "last-quarter mean, passes as well, else that change gives the verdict."
     )
 
 
@@ -428,13 +431,21 @@ def _status_text(r: pd.Series) -> str:
 def _convergence_text(r: pd.Series) -> str:
     """The run's verdict and its last-quarter change ± the change's standard error, e.g.
     "converged (-3.1% ± 0.8%)"; "of tracked" when the run has no final FID yet to be
-    relative to (rt.verdict_scale)."""
+    relative to (rt.verdict_scale); then the tracked recon MSE's change where there is one,
+    "still improving (-0.7% ± 0.5%; recon MSE -15.0% ± 1.2%)"."""
     change, se = r.get("track_change", np.nan), r.get("track_change_se", np.nan)
     if not np.isfinite(change):
         return r["convergence"]
-    se_text = f" ± {se:.1%}" if np.isfinite(se) else ""
     of = "" if rt.verdict_scale(r["final_fid"]) else " of tracked"
-    return f"{r['convergence']} ({change:+.1%}{se_text}{of})"
+    text = _change_text(change, se) + of
+    recon = r.get("track_recon_change", np.nan)
+    if np.isfinite(recon):
+        text += "; recon MSE " + _change_text(recon, r.get("track_recon_change_se", np.nan))
+    return f"{r['convergence']} ({text})"
+
+
+def _change_text(change: float, se: float) -> str:
+    return f"{change:+.1%}" + (f" ± {se:.1%}" if np.isfinite(se) else "")
 
 
 def runs_section(data: ReportData) -> str:

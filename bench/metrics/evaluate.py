@@ -161,7 +161,9 @@ class Evaluator:
     def track(self, model) -> list[MetricValue]:
         """A tracked point: FID and KID of ``n_track`` samples (the fixed sample seed, so points
         differ by the model only) against the first ``n_track`` real images, always on the
-        fast Inception path; under isolated_rng and in eval mode like every evaluation."""
+        fast Inception path, and for a model with an encoder the recon MSE of the first
+        ``n_track`` held-out images (no Inception: a small share of the point's cost); under
+        isolated_rng and in eval mode like every evaluation."""
         if self.n_track < 2:  # a covariance needs two samples
             return []
         if self._real_track is None:
@@ -173,7 +175,13 @@ class Evaluator:
             value = float(fid.frechet_distance_of_features(feats, mu_real, sigma_real))
             real = self.fid_real.images[: self.n_track]
             kid = registry.compute("kid", feats, real_feats, fake, real, value)["kid_mean"]
-        return [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]
+            held_out = self.heldout_images[: self.n_track]
+            recon = reconstruct(model, held_out) if len(held_out) else None
+        out = [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]
+        if recon is not None:
+            mse = image_metrics.recon_mse(held_out.float() / 255, recon)
+            out.append(MetricValue("recon_mse", mse, len(held_out)))
+        return out
 
     @torch.no_grad()
     def __call__(self, model, final: bool = False, *, index: int = 1) -> Evaluation:

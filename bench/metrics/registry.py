@@ -351,10 +351,11 @@ register_metric(
 register_metric("fid_inf", None, [Output("fid_inf")])
 register_metric(
     # Tracked points during training (bench.results.layout.TRACK_PREFIX; Evaluator.track):
-    # FID / KID at the small eval.track_n, comparable only with each other, so never gated.
+    # FID / KID at the small eval.track_n, comparable only with each other, so never gated;
+    # held-out recon MSE (models with an encoder) on eval.track_n images.
     "track",
     None,
-    [Output("track/fid", LOWER), Output("track/kid_mean", LOWER)],
+    [Output("track/fid", LOWER), Output("track/kid_mean", LOWER), Output("track/recon_mse", LOWER)],
 )
 register_metric(
     "fid_sqrtm",  # recorded only when the matrix square root needed a fallback

@@ -49,7 +49,7 @@ CUM_TRAIN_SECONDS = "cost/cum_train_seconds"
 TRACK_SECONDS = "cost/track_seconds"  # evaluation time of one tracked point
 # Cheap metrics at the run's tracked points (eval.track_points), all at n = eval.track_n.
 TRACK_PREFIX = "track/"
-TRACK_FID, TRACK_KID = "track/fid", "track/kid_mean"
+TRACK_FID, TRACK_KID, TRACK_RECON = "track/fid", "track/kid_mean", "track/recon_mse"
 # config.json key saying whether the run's budget is reproducible: False when a seconds
 # budget (train.budget_seconds, measured time) can stop it.
 BUDGET_REPRODUCIBLE = "budget_reproducible"

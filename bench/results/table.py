@@ -38,6 +38,7 @@ from bench.results.layout import (
     SUMMARY_METRICS,
     TRACK_FID,
     TRACK_PREFIX,
+    TRACK_RECON,
     TRACK_SECONDS,
     TRAIN_PREFIX,
     Status,
@@ -502,12 +503,18 @@ CUMULATIVE_COUNTERS = (CUM_IMAGES, CUM_TRAIN_FLOPS, CUM_TRAIN_SECONDS)
 
 
 def tracked_fid(metrics_df: pd.DataFrame) -> pd.DataFrame:
-    """The finite track/fid rows in training order, each run's at one N (column n): that of
-    its last tracked point, so gaps and verdicts compare equal-N values only (FID is biased
-    upward at small N; a resume with another eval.track_n would otherwise mix two biases).
-    With columns CUMULATIVE_COUNTERS: the run's counters at the same (epoch, step), if any.
+    """tracked_points of track/fid."""
+    return tracked_points(metrics_df, TRACK_FID)
+
+
+def tracked_points(metrics_df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The finite rows of one track/* metric in training order, each run's at one N (column
+    n): that of its last tracked point, so gaps and verdicts compare equal-N values only (FID
+    is biased upward at small N; a resume with another eval.track_n would otherwise mix two
+    biases). With columns CUMULATIVE_COUNTERS: the run's counters at the same (epoch, step),
+    if any.
     """
-    rows = metrics_df[(metrics_df["metric"] == TRACK_FID) & np.isfinite(metrics_df["value"])]
+    rows = metrics_df[(metrics_df["metric"] == metric) & np.isfinite(metrics_df["value"])]
     if rows.empty:
         return rows.reindex(columns=[*rows.columns, *CUMULATIVE_COUNTERS])
     rows = rows.sort_values(["epoch", "step"], kind="stable")
@@ -605,6 +612,21 @@ def convergence_verdict(
     return change_verdict(last_quarter_change(progress, fid, total, scale), tolerance)
 
 
+def tracked_verdict(
+    fid_change: float, recon_change: float = np.nan, tolerance: float = CONVERGENCE_TOLERANCE
+) -> str:
+    """change_verdict of the tracked FID's change; where that says converged, the tracked
+    held-out recon MSE's change (relative to its last-quarter mean) decides instead when
+    it has one. A FID that has flattened while the decoder is still fitting its data is not
+    convergence: the seed's dogvae at 1e14 FLOPs has a flat FID@200 (-0.7% over the last
+    quarter) while its recon MSE still falls ~8% an epoch towards a pixel scale it has
+    not reached (BENCHMARKS.md, "The seed's unscaled output costs it ~1,300 steps")."""
+    verdict = change_verdict(fid_change, tolerance)
+    if verdict == CONVERGED and np.isfinite(recon_change):
+        return change_verdict(recon_change, tolerance)
+    return verdict
+
+
 def change_verdict(change: float, tolerance: float = CONVERGENCE_TOLERANCE) -> str:
     """CONVERGED, IMPROVING (falling), DEGRADING (rising: worse than its best earlier) or
     UNKNOWN_CONVERGENCE (NaN: too few tracked points) for a last-quarter change."""
@@ -624,6 +646,14 @@ def _progress(points: pd.DataFrame, run_rows: pd.DataFrame) -> tuple[pd.Series, 
     return points["step"], float(np.nanmax([run_rows["step"].max(), points["step"].max()]))
 
 
+def _recon_fit(points: pd.DataFrame, run_rows: pd.DataFrame) -> QuarterFit:
+    """last_quarter_fit of one run's track/recon_mse points (NO_FIT without any)."""
+    if points.empty:
+        return NO_FIT
+    progress, total = _progress(points, run_rows)
+    return last_quarter_fit(progress, points["value"].to_numpy(dtype=float), total)
+
+
 TRACK_COLUMNS = (
     "track_points",
     "track_n",
@@ -633,6 +663,8 @@ TRACK_COLUMNS = (
     "track_change",
     "track_change_se",
     "track_residual_sd",
+    "track_recon_change",
+    "track_recon_change_se",
 )
 
 
@@ -649,11 +681,12 @@ def tracked_stability(
     """Per run with tracked FID points (tracked_fid): TRACK_COLUMNS (count, N, best and
     final tracked FID, track_fid_osc = std (ddof=1) / mean of its last `window` tracked
     FIDs, as loss_oscillation, and track_change, track_change_se, track_residual_sd =
-    last_quarter_fit relative to verdict_scale) and ``convergence`` (change_verdict of the
-    change). Empty without any.
+    last_quarter_fit relative to verdict_scale; track_recon_change, track_recon_change_se:
+    the same fit of track/recon_mse relative to its last-quarter mean, NaN without one) and
+    ``convergence`` (tracked_verdict of the two changes). Empty without any.
     final_fid: run -> final FID (default: from final_metrics).
     """
-    points = tracked_fid(metrics_df)
+    points, recon = tracked_fid(metrics_df), tracked_points(metrics_df, TRACK_RECON)
     if final_fid is None and len(points):
         final_fid = final_metrics(metrics_df).set_index("run")[FINAL_FID]
     out = {}
@@ -664,9 +697,10 @@ def tracked_stability(
         osc = float(np.std(last, ddof=1) / last.mean()) if len(last) > 1 else np.nan
         scale = verdict_scale(final_fid.get(run, np.nan))
         fit = last_quarter_fit(progress, fid, total, scale)
-        values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, *fit[:3])
+        recon_fit = _recon_fit(recon[recon["run"] == run], metrics_df[metrics_df["run"] == run])
+        values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, *fit[:3], *recon_fit[:2])
         out[run] = dict(zip(TRACK_COLUMNS, values, strict=True))
-        out[run]["convergence"] = change_verdict(fit.change)
+        out[run]["convergence"] = tracked_verdict(fit.change, recon_fit.change)
     table = pd.DataFrame.from_dict(out, orient="index", columns=[*TRACK_COLUMNS, "convergence"])
     return table.astype(dict.fromkeys(TRACK_COLUMNS, float))
 
