@@ -64,7 +64,7 @@ def noise_rows(results_dir: str) -> list[tuple]:
                 f"{se:.1%}",
                 "—" if exact else f"{abs(change) / se:.1f}",
                 "—" if exact else f"{rt.CONVERGENCE_TOLERANCE / se:.1f}",
-                r["convergence"],
+                rt.change_verdict(change),  # the FID's own (tracked_verdict may add recon)
             )
         )
     return rows

@@ -156,15 +156,24 @@ def test_tracked_points_leave_training_identical(tmp_path):
     assert (plan_on.dir / "samples.png").read_bytes() == (plan_off.dir / "samples.png").read_bytes()
 
 
-def test_tracked_points_of_an_autoencoder_carry_its_held_out_recon_mse(tmp_path):
-    track = {"eval.track_points": 2, "eval.track_n": 8, "eval.fid_samples": 8, "eval.extras": []}
-    _, rows, _, _ = train(tmp_path, "ae", **track, **{"data.train_limit": 64, "train.epochs": 2})
-    recon = rows[rows.metric == TRACK_RECON]
-    assert list(recon.step) == list(rows[rows.metric == TRACK_FID].step) == [2, 4]
+def test_tracked_points_of_a_vae_carry_its_held_out_recon_mse_and_leave_training_alone(
+    tmp_path,
+):
+    common = {"models": ["vae"], "data.train_limit": 64, "train.epochs": 2, "eval.extras": []}
+    common |= {"eval.fid_samples": 8}
+    _, on, _, _ = train(tmp_path, "on", **common, **{"eval.track_points": 2, "eval.track_n": 8})
+    _, off, _, _ = train(tmp_path, "off", **common, **{"eval.track_points": 0})
+    recon = on[on.metric == TRACK_RECON]
+    assert list(recon.step) == list(on[on.metric == TRACK_FID].step) == [2, 4]
     assert set(recon.n) == {8}  # the first track_n of the 16 held-out images
-    final = rows[rows.metric == "recon_mse"].iloc[-1]  # all 16, at the same last step
+    final = on[on.metric == "recon_mse"].iloc[-1]  # all 16, at the same last step
     assert 0 < recon.value.iloc[-1] < 1 and final.step == 4
     assert recon.value.iloc[-1] != final.value
+
+    def training(rows):
+        return rows[rows.metric.str.startswith("train/")].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(training(on), training(off), check_exact=True)
 
 
 def test_tracked_metrics_are_registered_never_gated():

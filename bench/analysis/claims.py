@@ -322,7 +322,7 @@ def _longer_notes(ok: pd.DataFrame, label: str) -> list[str]:
 
 def convergence_note(per_run: pd.DataFrame, labels: list[str], metric: str) -> str:
     """' (vae: 1/3 seeds converged)' for each model whose ok seeds have tracked points but
-    not all converged (rt.convergence_verdict): its final values may still move. For a
+    not all converged (rt.tracked_verdict): its final values may still move. For a
     claim on LONGER_CHECKED_METRICS also ' (longer-budget check of final FID: ae seed 1
     degrading at 2× budget (+16.6%))' for each run that check did not find converged. ''
     when all converged or nothing is known."""

@@ -318,9 +318,10 @@ def _tracked_note(data: ReportData) -> str:
         f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change "
         "± the fitted change's standard error, from the points' scatter around the line: "
         "still improving = falling, degrading = rising after its best). For a model with an "
-        "encoder the held-out recon MSE is tracked too (track/recon_mse): a run whose FID "
-        "passes is converged only if its recon MSE, by the same fit relative to its "
-        "last-quarter mean, passes as well, else that change gives the verdict."
+        "encoder the held-out recon MSE is tracked too (track/recon_mse, on the first N "
+        "held-out images, N as the tracked FID's or the held-out count if smaller): a run "
+        "whose FID passes is converged only if its recon MSE, by the same fit relative to "
+        "its last-quarter mean, passes as well, else that change gives the verdict."
     )
 
 
@@ -467,7 +468,9 @@ def runs_section(data: ReportData) -> str:
         )
     fid_n = fid_n_label(data.metrics)
     header = ["run", "model", "seed", "status", "epochs", f"best FID ({fid_n})", "final FID"]
-    header += [f"convergence (tracked FID, {track_n_label(data)})"] if tracked else []
+    recon = tracked and data.per_run["track_recon_change"].notna().any()
+    measures = "tracked FID" + (" and held-out recon MSE" if recon else "")
+    header += [f"convergence ({measures}, {track_n_label(data)})"] if tracked else []
     return "## Runs\n\n" + md_table(header, rows)
 
 

@@ -166,10 +166,12 @@ class Evaluator:
         isolated_rng and in eval mode like every evaluation."""
         if self.n_track < 2:  # a covariance needs two samples
             return []
-        if self._real_track is None:
-            self._real_track = self._real_stats(self.n_track, "fast")
-        mu_real, sigma_real, real_feats = self._real_track
         with drawing_mode(model):
+            # Inside isolated_rng: on a cache miss this builds Inception, whose init draws
+            # from the global RNG that training draws from.
+            if self._real_track is None:
+                self._real_track = self._real_stats(self.n_track, "fast")
+            mu_real, sigma_real, real_feats = self._real_track
             fake = generate(model, self.n_track)
             feats = fid.inception_features(fake, device=self.device, numerics="fast")
             value = float(fid.frechet_distance_of_features(feats, mu_real, sigma_real))

@@ -619,8 +619,9 @@ def tracked_verdict(
     held-out recon MSE's change (relative to its last-quarter mean) decides instead when
     it has one. A FID that has flattened while the decoder is still fitting its data is not
     convergence: the seed's dogvae at 1e14 FLOPs has a flat FID@200 (-0.7% over the last
-    quarter) while its recon MSE still falls ~8% an epoch towards a pixel scale it has
-    not reached (BENCHMARKS.md, "The seed's unscaled output costs it ~1,300 steps")."""
+    quarter, README "dogvae reference result") while its training recon MSE fell 7% in its
+    last epoch, towards a pixel scale it had not reached (BENCHMARKS.md, "The seed's
+    unscaled output costs it ~1,300 steps")."""
     verdict = change_verdict(fid_change, tolerance)
     if verdict == CONVERGED and np.isfinite(recon_change):
         return change_verdict(recon_change, tolerance)
@@ -693,11 +694,12 @@ def tracked_stability(
     for run, g in points.groupby("run", sort=False):
         fid = g["value"].to_numpy(dtype=float)
         last = fid[-window:]
-        progress, total = _progress(g, metrics_df[metrics_df["run"] == run])
+        run_rows = metrics_df[metrics_df["run"] == run]
+        progress, total = _progress(g, run_rows)
         osc = float(np.std(last, ddof=1) / last.mean()) if len(last) > 1 else np.nan
         scale = verdict_scale(final_fid.get(run, np.nan))
         fit = last_quarter_fit(progress, fid, total, scale)
-        recon_fit = _recon_fit(recon[recon["run"] == run], metrics_df[metrics_df["run"] == run])
+        recon_fit = _recon_fit(recon[recon["run"] == run], run_rows)
         values = (len(g), g["n"].iloc[-1], fid.min(), fid[-1], osc, *fit[:3], *recon_fit[:2])
         out[run] = dict(zip(TRACK_COLUMNS, values, strict=True))
         out[run]["convergence"] = tracked_verdict(fit.change, recon_fit.change)
