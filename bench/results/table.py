@@ -619,9 +619,9 @@ def tracked_verdict(
     held-out recon MSE's change (relative to its last-quarter mean) decides instead when
     it has one. A FID that has flattened while the decoder is still fitting its data is not
     convergence: the seed's dogvae at 1e14 FLOPs has a flat FID@200 (-0.7% over the last
-    quarter, README "dogvae reference result") while its training recon MSE fell 7% in its
-    last epoch, towards a pixel scale it had not reached (BENCHMARKS.md, "The seed's
-    unscaled output costs it ~1,300 steps")."""
+    quarter, README "dogvae reference result") while its epoch-mean training recon MSE fell
+    7.4% from epoch 5 to 6, towards a pixel scale it had not reached (BENCHMARKS.md, "The
+    seed's unscaled output costs it ~1,300 steps")."""
     verdict = change_verdict(fid_change, tolerance)
     if verdict == CONVERGED and np.isfinite(recon_change):
         return change_verdict(recon_change, tolerance)
