@@ -37,7 +37,7 @@ HEADER = (
     "SE",
     "|change| / SE",
     "tolerance / SE",
-    "verdict",
+    "FID verdict",
 )
 
 

@@ -217,6 +217,7 @@ def test_report_shows_tracked_verdicts_totals_budget_and_plots(tmp_path):
     assert {"tracked_fid_vs_flops.png", "tracked_fid_vs_seconds.png"} <= names
     md = (tmp_path / "out" / "REPORT.md").read_text()
     assert "- **Training budget:** budget_images=12800 per run (images / FLOPs only" in md
+    assert "track/recon_mse" not in md  # no run tracked it: its rule is not described
     stability = section(md, "Stability over seeds")
     assert "| converged |" in stability.splitlines()[2]
     assert stability.split("| vae |")[1].splitlines()[0].rstrip().endswith("| 2/2 |")

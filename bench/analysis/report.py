@@ -290,6 +290,11 @@ def has_tracked(data: ReportData) -> bool:
     return "track_points" in data.per_run and bool(data.per_run["track_points"].notna().any())
 
 
+def has_tracked_recon(data: ReportData) -> bool:
+    """Whether some run's verdict had a tracked recon MSE fit (track/recon_mse)."""
+    return has_tracked(data) and bool(data.per_run["track_recon_change"].notna().any())
+
+
 def track_n_label(data: ReportData) -> str:
     """'N=250' for the tracked points (each run's at one N, rt.tracked_fid)."""
     n = data.per_run["track_n"].dropna().unique() if has_tracked(data) else []
@@ -317,11 +322,19 @@ def _tracked_note(data: ReportData) -> str:
         "final FID yet, relative to its last-quarter tracked FIDs; needs "
         f"{rt.MIN_LAST_POINTS} points there; the Runs table gives each verdict and change "
         "± the fitted change's standard error, from the points' scatter around the line: "
-        "still improving = falling, degrading = rising after its best). For a model with an "
-        "encoder the held-out recon MSE is tracked too (track/recon_mse, on the first N "
-        "held-out images, N as the tracked FID's or the held-out count if smaller): a run "
-        "whose FID passes is converged only if its recon MSE, by the same fit relative to "
-        "its last-quarter mean, passes as well, else that change gives the verdict."
+        "still improving = falling, degrading = rising after its best)." + _recon_note(data)
+    )
+
+
+def _recon_note(data: ReportData) -> str:
+    if not has_tracked_recon(data):
+        return ""
+    return (
+        " For a model with an encoder the held-out recon MSE is tracked too (track/recon_mse, "
+        "on the first N held-out images, N as the tracked FID's or the held-out count if "
+        "smaller): a run whose FID passes is converged only if its recon MSE, by the same "
+        "fit relative to its last-quarter mean, passes as well, else that change gives the "
+        "verdict."
     )
 
 
@@ -468,8 +481,7 @@ def runs_section(data: ReportData) -> str:
         )
     fid_n = fid_n_label(data.metrics)
     header = ["run", "model", "seed", "status", "epochs", f"best FID ({fid_n})", "final FID"]
-    recon = tracked and data.per_run["track_recon_change"].notna().any()
-    measures = "tracked FID" + (" and held-out recon MSE" if recon else "")
+    measures = "tracked FID" + (" and held-out recon MSE" if has_tracked_recon(data) else "")
     header += [f"convergence ({measures}, {track_n_label(data)})"] if tracked else []
     return "## Runs\n\n" + md_table(header, rows)
 

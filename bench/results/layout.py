@@ -48,7 +48,7 @@ CUM_TRAIN_FLOPS = "cost/cum_train_flops"
 CUM_TRAIN_SECONDS = "cost/cum_train_seconds"
 TRACK_SECONDS = "cost/track_seconds"  # evaluation time of one tracked point
 # Cheap metrics at the run's tracked points (eval.track_points): FID and KID at n =
-# eval.track_n, the held-out recon MSE on that many held-out images (fewer if there are).
+# eval.track_n, the held-out recon MSE on that many held-out images (all of them if fewer).
 TRACK_PREFIX = "track/"
 TRACK_FID, TRACK_KID, TRACK_RECON = "track/fid", "track/kid_mean", "track/recon_mse"
 # config.json key saying whether the run's budget is reproducible: False when a seconds
