@@ -31,10 +31,9 @@ def kl_over_steps(args, warmup: int) -> list[float]:
     x_all = images.images[: args.batch * args.steps].float() / 127.5 - 1
     torch.manual_seed(args.seed)
     backbone = {"width": args.width, "latent_dim": args.latent}
-    model = build_model(parse_model_spec(args.model), backbone, args.size)
-    speed.set_matmul_4x4(model, True)
-    speed.set_fused_adam(model, torch.device("cpu"), True)
-    model.to(memory_format=torch.channels_last)
+    model = speed.with_default_switches(
+        build_model(parse_model_spec(args.model), backbone, args.size), torch.device("cpu")
+    )
     base = optimizer_lrs(model)
     kls = []
     for step in range(args.steps):

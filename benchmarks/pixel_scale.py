@@ -51,9 +51,7 @@ def build(args) -> torch.nn.Module:
     torch.manual_seed(args.seed)
     backbone = {"width": args.width, "latent_dim": args.latent}
     model = build_model(parse_model_spec(args.model), backbone, args.size)
-    speed.set_matmul_4x4(model, True)
-    speed.set_fused_adam(model, torch.device("cpu"), True)
-    return model.to(memory_format=torch.channels_last)
+    return speed.with_default_switches(model, torch.device("cpu"))
 
 
 @torch.no_grad()

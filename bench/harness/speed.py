@@ -87,6 +87,19 @@ def set_matmul_4x4(model: torch.nn.Module, on: bool) -> None:
             module.as_matmul = on
 
 
+def with_default_switches(model, device: torch.device):
+    """``model`` on ``device`` with every speed switch at its TrainConfig default (layout,
+    4x4 matmul, fused Adam), as ``bench run`` trains it unless a config says otherwise: for
+    scripts that step ``model.train_step`` outside the harness."""
+    from bench.core.config import TrainConfig
+
+    defaults = TrainConfig()
+    model = model.to(device, memory_format=memory_format(defaults.channels_last))
+    set_matmul_4x4(model, defaults.matmul_4x4)
+    set_fused_adam(model, device, defaults.fused_adam)
+    return model
+
+
 def set_fused_adam(model, device: torch.device, on: bool) -> bool:
     """Step the model's Adam/AdamW optimisers with torch's fused kernel (on, where it has one).
 
