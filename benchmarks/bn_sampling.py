@@ -30,12 +30,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.core.layout import CHECKPOINT_FILE, CONFIG_FILE
 from bench.core.paths import data_root
 from bench.data.images import load_images
 from bench.data.pixels import to_unit
 from bench.metrics import fid
 from bench.metrics.samplers import SAMPLE_SEED
-from bench.results.layout import CHECKPOINT_FILE, CONFIG_FILE
 from bench.results.table import read_run_json
 from bench.results.trained import load_trained_run
 

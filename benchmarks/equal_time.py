@@ -41,11 +41,11 @@ import torch
 from torch import nn
 
 from bench.core.config import EvalConfig
+from bench.core.layout import CUM_IMAGES
 from bench.core.paths import data_root
 from bench.data.images import load_images
 from bench.metrics import fid
 from bench.metrics.evaluate import Evaluator
-from bench.results.layout import CUM_IMAGES
 from bench.results.table import load_runs
 
 DATASET = "cifar10-dog"

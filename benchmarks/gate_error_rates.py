@@ -40,8 +40,8 @@ import pandas as pd
 
 from bench.analysis import check
 from bench.core.errors import BenchError
+from bench.core.layout import CONFIG_FILE, METRICS_FILE, Status, run_id
 from bench.results import table as rt
-from bench.results.layout import CONFIG_FILE, METRICS_FILE, Status, run_id
 
 MIN_SEEDS = 5
 TARGET_FALSE_FAIL = 0.05

@@ -4,7 +4,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from bench.results.layout import (
+from bench.core.layout import (
     CONFIG_FILE,
     COST_PREFIX,
     ENV_FILE,

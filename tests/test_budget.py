@@ -12,11 +12,7 @@ from helpers import one_line_error
 
 from bench.cli import cli
 from bench.core.config import load_sweep_config
-from bench.harness.sweep import load_sweep_data, plan_sweep, run_config
-from bench.harness.train import train_run
-from bench.metrics import registry
-from bench.metrics.evaluate import Evaluator
-from bench.results.layout import (
+from bench.core.layout import (
     BUDGET_REPRODUCIBLE,
     CUM_IMAGES,
     CUM_TRAIN_FLOPS,
@@ -25,6 +21,10 @@ from bench.results.layout import (
     TRACK_PREFIX,
     TRACK_RECON,
 )
+from bench.harness.sweep import load_sweep_data, plan_sweep, run_config
+from bench.harness.train import train_run
+from bench.metrics import fid, registry
+from bench.metrics.evaluate import Evaluator
 
 CPU = torch.device("cpu")
 TINY = {
@@ -174,6 +174,28 @@ def test_tracked_points_of_a_vae_carry_its_held_out_recon_mse_and_leave_training
         return rows[rows.metric.str.startswith("train/")].reset_index(drop=True)
 
     pd.testing.assert_frame_equal(training(on), training(off), check_exact=True)
+
+
+def test_a_first_tracked_point_that_builds_inception_leaves_training_alone(tmp_path, monkeypatch):
+    """The first tracked point in a process builds Inception, whose init draws from the global
+    RNG, and computes the real statistics: a run with a cold network and statistics cache
+    trains bit for bit as one whose Inception was built before it started."""
+    common = {"models": ["vae"], "data.train_limit": 64, "train.epochs": 2, "eval.extras": []}
+    common |= {"eval.fid_samples": 8, "eval.track_points": 2, "eval.track_n": 8}
+    fid.inception_features(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), numerics="fast")
+    _, warm, _, _ = train(tmp_path, "warm", **common)
+    fid.clear_inception_cache()
+    monkeypatch.setenv("DOGBENCH_CACHE", str(tmp_path / "cold-cache"))
+    _, cold, _, _ = train(tmp_path, "cold", **common)
+    assert (tmp_path / "cold-cache").is_dir()  # the real statistics were computed afresh
+    steps = list(cold[cold.metric == TRACK_FID].step)
+    assert steps == [2, 4]  # the first point came before training ended
+
+    def training_and_tracked(rows):
+        keep = rows.metric.str.startswith("train/") | rows.metric.str.startswith(TRACK_PREFIX)
+        return rows[keep].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(training_and_tracked(warm), training_and_tracked(cold))
 
 
 def test_tracked_metrics_are_registered_never_gated():

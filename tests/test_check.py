@@ -17,7 +17,7 @@ from bench.analysis.check import (
     parse_tolerances,
 )
 from bench.analysis.stats import prediction_interval, welch_interval
-from bench.results.layout import STATUS_FILE, Status
+from bench.core.layout import STATUS_FILE, Status
 
 GOOD = {
     "ae": {"recon_mse": 0.0120, "psnr": 24.0},

@@ -12,9 +12,9 @@ from PIL import Image
 from bench.core import io
 from bench.core.config import load_sweep_config
 from bench.core.errors import BenchError
+from bench.core.layout import run_id
 from bench.harness.sweep import run_config
 from bench.metrics.disentangle import latent_activity, mig
-from bench.results.layout import run_id
 from bench.results.write import save_checkpoint
 from bench.tools.sample_cli import interpolate_command, sample_command, traverse_command
 from models import build_model, parse_model_spec

@@ -1,4 +1,4 @@
-"""One results layout (bench.results.layout) and one reader (bench.results.table): report,
+"""One results layout (bench.core.layout) and one reader (bench.results.table): report,
 claims, baseline and check find the same runs, take the same final values and leave
 unfinished runs out alike. No training."""
 
@@ -14,7 +14,7 @@ import bench
 from bench.analysis import claims as cl
 from bench.analysis import report as rp
 from bench.analysis.check import baseline_command, check_command
-from bench.results.layout import (
+from bench.core.layout import (
     BEST_FID,
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -140,7 +140,7 @@ FILE_NAMES |= {SWEEP_FILE}
 
 def _literal_uses(path: Path) -> list[str]:
     """Code (not docstrings) in `path` that spells a run-folder file name or compares a status
-    with a plain string instead of using bench.results.layout."""
+    with a plain string instead of using bench.core.layout."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Constant) and node.value in FILE_NAMES:

@@ -10,8 +10,8 @@ from test_report import write_run
 
 from bench.analysis import claims as cl
 from bench.analysis import report as rp
+from bench.core.layout import SUMMARY_METRICS
 from bench.results import table as rt
-from bench.results.layout import SUMMARY_METRICS
 
 NAN = float("nan")
 OK = {"status": "ok", "epoch": 2, "step": 200}

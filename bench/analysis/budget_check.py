@@ -21,8 +21,8 @@ import pandas as pd
 
 from bench.core.config import TRAINING_LENGTH_KEYS
 from bench.core.errors import BenchError
+from bench.core.layout import CONFIG_FILE, CUM_IMAGES, CUM_TRAIN_FLOPS, FINISHED, Status
 from bench.results import table as rt
-from bench.results.layout import CONFIG_FILE, CUM_IMAGES, CUM_TRAIN_FLOPS, FINISHED, Status
 
 # Final FID moving by less than this at the longer budget counts as converged (issue 14:
 # "one seed of each model at twice the budget changes final FID by less than 10%").

@@ -56,9 +56,7 @@ from bench.analysis.markdown import md_table
 from bench.analysis.stats import CONFIDENCE, prediction_interval, welch_interval
 from bench.core.errors import BenchError
 from bench.core.io import check_writable_file, write_json, write_text
-from bench.metrics import registry
-from bench.results import table as rt
-from bench.results.layout import (
+from bench.core.layout import (
     CONFIG_FILE,
     COST_PREFIX,
     ENV_FILE,
@@ -67,6 +65,8 @@ from bench.results.layout import (
     TRAIN_PREFIX,
     Status,
 )
+from bench.metrics import registry
+from bench.results import table as rt
 
 # Verdict semantics per registered direction; kl_nats is two-sided: a shift beyond tolerance
 # either way fails as "changed" (drop it with --metrics if that is intended).

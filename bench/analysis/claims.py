@@ -43,8 +43,8 @@ from bench.analysis.stats import (
 )
 from bench.core.errors import BenchError
 from bench.core.io import write_text
+from bench.core.layout import FINAL_FID, FINISHED, Status
 from bench.results import table as rt
-from bench.results.layout import FINISHED, Status
 from models.dogvae import GAUSSIAN_NOISE, UNIFORM_NOISE, DogVAEConfig, equivalent_sigma
 from models.vae import CALIBRATED_SIGMA, VAEConfig
 
@@ -303,7 +303,7 @@ def _tracked(runs: pd.DataFrame) -> pd.Series:
 
 
 # The longer-budget check compares these (N(0, I) final FID); its notes go on claims about them.
-LONGER_CHECKED_METRICS = ("fid", "final_fid")
+LONGER_CHECKED_METRICS = ("fid", FINAL_FID)
 
 
 def _longer_notes(ok: pd.DataFrame, label: str) -> list[str]:
@@ -522,7 +522,7 @@ def claim_vae_blurrier(per_run: pd.DataFrame) -> Claim:
 
 
 def _spread_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
-    x, y = values(per_run, gan, "final_fid"), values(per_run, vae, "final_fid")
+    x, y = values(per_run, gan, FINAL_FID), values(per_run, vae, FINAL_FID)
     if min(len(x), len(y)) < 2:
         raise Missing(f"FID spread needs >= 2 ok seeds per model ({gan}: {len(x)}, {vae}: {len(y)})")  # fmt: skip
     ratio, low, high = variance_ratio_interval(x, y)
@@ -530,7 +530,7 @@ def _spread_part(per_run: pd.DataFrame, gan: str, vae: str) -> Part:
     sd = f"std final_fid {gan} {_num(np.std(x, ddof=1))} vs {vae} {_num(np.std(y, ddof=1))}"
     evidence = f"{sd}, variance ratio {_num(ratio)} [{_num(low)}, {_num(high)}]"
     side = {HOLDS: "excludes 1 above", FAILS: "excludes 1 below", INCONCLUSIVE: "includes 1"}
-    note = convergence_note(per_run, [gan, vae], "final_fid")
+    note = convergence_note(per_run, [gan, vae], FINAL_FID)
     return Part(verdict, evidence, f"FID spread {gan} > {vae}: 95% F CI {side[verdict]}{note}")
 
 

@@ -29,18 +29,22 @@ from bench.analysis import claims as cl
 from bench.analysis.markdown import md_table
 from bench.core.errors import BenchError
 from bench.core.io import atomic_write, check_writable_folder, write_text
-from bench.metrics import registry
-from bench.results import table as rt
-from bench.results.layout import (
+from bench.core.layout import (
+    BEST_FID,
+    BEST_FID_EPOCH,
     CUM_TRAIN_FLOPS,
     CUM_TRAIN_SECONDS,
     CUMULATIVE_PREFIX,
+    FINAL_FID,
+    TRAIN_SECONDS,
     Status,
 )
+from bench.metrics import registry
+from bench.results import table as rt
 
 REPORT_NAME = "REPORT.md"
 # Per-run columns that are not "final metrics": fid duplicates final_fid, the rest is stability.
-NOT_FINAL = {"fid", "best_fid_epoch", "fid_gap", "fid_gap_rel", "collapse", "collapse_signal"}
+NOT_FINAL = {"fid", BEST_FID_EPOCH, "fid_gap", "fid_gap_rel", "collapse", "collapse_signal"}
 NOT_FINAL |= set(rt.TRACK_COLUMNS)  # tracked points during training, at a small N
 ARROWS = {registry.LOWER: " ↓", registry.HIGHER: " ↑"}
 STATUS_COLORS = {Status.OK: "black", Status.DIVERGED: "red", Status.RUNNING: "orange"}
@@ -343,7 +347,7 @@ def stability_section(data: ReportData) -> str:
     for label in data.order:
         ms = data.model_stats.set_index("label").loc[label]
         ms = {k: int(v) if k.startswith("n_") else v for k, v in ms.items()}
-        fid = _stat(data, label, "final_fid")
+        fid = _stat(data, label, FINAL_FID)
         running = f" ({ms['n_running']} running)" if ms["n_running"] else ""
         success = (
             f"{ms['n_success']}/{ms['n_finished']} ({ms['success_rate']:.0%})"
@@ -450,7 +454,7 @@ def _convergence_text(r: pd.Series) -> str:
     change, se = r.get("track_change", np.nan), r.get("track_change_se", np.nan)
     if not np.isfinite(change):
         return r["convergence"]
-    of = "" if rt.verdict_scale(r["final_fid"]) else " of tracked"
+    of = "" if rt.verdict_scale(r[FINAL_FID]) else " of tracked"
     text = _change_text(change, se) + of
     recon = r.get("track_recon_change", np.nan)
     if np.isfinite(recon):
@@ -470,13 +474,13 @@ def runs_section(data: ReportData) -> str:
         done = "—" if pd.isna(r["epochs_done"]) else str(int(r["epochs_done"]))
         total = "?" if pd.isna(r["epochs"]) else str(int(r["epochs"]))
         epochs = done if total == "0" else f"{done}/{total}"  # 0: the budget ended the run
-        best = fmt(r["best_fid"])
-        if np.isfinite(r["best_fid_epoch"]):
+        best = fmt(r[BEST_FID])
+        if np.isfinite(r[BEST_FID_EPOCH]):
             best += f" (epoch {int(r['best_fid_epoch'])})"
         seed = "—" if pd.isna(r["seed"]) else str(int(r["seed"]))
         rows.append(
             [f"`{r['run']}`", r["label"], seed, _status_text(r), epochs, best]
-            + [fmt(r["final_fid"])]
+            + [fmt(r[FINAL_FID])]
             + ([_convergence_text(r)] if tracked else [])
         )
     fid_n = fid_n_label(data.metrics)
@@ -632,7 +636,7 @@ def plot_fid_vs_epoch(data: ReportData) -> Figure | None:
 def plot_fid_vs_compute(data: ReportData) -> Figure | None:
     """FID against cumulative training CPU/GPU-seconds: "which model at equal budget"."""
     m = _with_status(data.metrics, data.runs)
-    secs = m[m["metric"] == "cost/train_seconds"].sort_values("epoch")
+    secs = m[m["metric"] == TRAIN_SECONDS].sort_values("epoch")
     secs = secs.assign(value=secs.groupby("run")["value"].cumsum())[["run", "epoch", "value"]]
     fid = m[(m["metric"] == "fid") & np.isfinite(m["value"])]
     both = fid.merge(secs, on=["run", "epoch"], suffixes=("", "_seconds"))
@@ -699,14 +703,14 @@ def _fixed_global_numpy_seed(seed: int = 0):
 
 
 def plot_final_fid(data: ReportData) -> Figure | None:
-    runs = data.per_run[np.isfinite(data.per_run["final_fid"])]
+    runs = data.per_run[np.isfinite(data.per_run[FINAL_FID])]
     if runs.empty:
         return None
     palette, fid_n = _palette(data.order, runs["label"]), fid_n_label(data.metrics)
     fig = Figure(figsize=(7.5, 1.5 + 0.6 * len(palette)), layout="constrained")
     ax = fig.subplots()
     ok = runs[runs["status"] == Status.OK]
-    common = dict(x="final_fid", y="label", order=list(palette), ax=ax)
+    common = dict(x=FINAL_FID, y="label", order=list(palette), ax=ax)
     if len(ok):
         sns.boxplot(ok, **common, hue="label", palette=palette, fill=False, showfliers=False)
     status_colors = {s: STATUS_COLORS.get(s, "gray") for s in runs["status"].unique()}
@@ -927,7 +931,7 @@ def make_figures(data: ReportData) -> dict[str, Figure | None]:
         ),
         "final_fid_by_model.png": plot_final_fid(data),
         "losses.png": plot_losses(data),
-        "samples.png": plot_image_panels(data, "samples.png", "Samples", "final_fid"),
+        "samples.png": plot_image_panels(data, "samples.png", "Samples", FINAL_FID),
         "reconstructions.png": plot_image_panels(
             data, "recon.png", "Reconstructions (rows: real / reconstruction)", "recon_mse"
         ),

@@ -21,9 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.core.config import SweepConfig, TrainConfig
 from bench.core.errors import BenchError
+from bench.core.layout import CUM_IMAGES, CUM_TRAIN_FLOPS, CUM_TRAIN_SECONDS
 from bench.harness.speed import step_context
 from bench.metrics.evaluate import isolated_rng
-from bench.results.layout import CUM_IMAGES, CUM_TRAIN_FLOPS, CUM_TRAIN_SECONDS
 
 
 @dataclass

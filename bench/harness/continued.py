@@ -21,10 +21,7 @@ import pandas as pd
 from bench.core import io
 from bench.core.config import TRAINING_LENGTH_KEYS, TrainConfig, from_dict
 from bench.core.errors import BenchError
-from bench.harness.budget import max_steps
-from bench.harness.train import RunPlan
-from bench.results import table as rt
-from bench.results.layout import (
+from bench.core.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     CUM_TRAIN_FLOPS,
@@ -33,6 +30,9 @@ from bench.results.layout import (
     STATUS_FILE,
     Status,
 )
+from bench.harness.budget import max_steps
+from bench.harness.train import RunPlan
+from bench.results import table as rt
 
 
 def _last(rows: pd.DataFrame, metric: str) -> float:

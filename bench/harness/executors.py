@@ -37,10 +37,7 @@ from bench.core import io
 from bench.core.config import SweepConfig
 from bench.core.env import environment, resolve_device
 from bench.core.errors import BenchError
-from bench.data.images import ImageSet
-from bench.harness.train import RunPlan, train_run
-from bench.metrics.evaluate import Evaluator
-from bench.results.layout import (
+from bench.core.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     ENV_FILE,
@@ -49,6 +46,9 @@ from bench.results.layout import (
     STATUS_FILE,
     Status,
 )
+from bench.data.images import ImageSet
+from bench.harness.train import RunPlan, train_run
+from bench.metrics.evaluate import Evaluator
 
 TOKEN_FILE = ".ray-driver-token"  # a Ray worker that can read this sees the results folder
 RESUME_FILES = (CHECKPOINT_FILE, METRICS_FILE, STATUS_FILE)  # what a resumed run reads

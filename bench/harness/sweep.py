@@ -30,14 +30,7 @@ from bench.core.config import (
 )
 from bench.core.env import resolve_device
 from bench.core.errors import BenchError
-from bench.data.images import ImageSet, limit_train_images, load_images
-from bench.harness.budget import steps_per_epoch
-from bench.harness.continued import continue_runs
-from bench.harness.executors import RunTask, check_executor, execute, run_context
-from bench.harness.train import RunPlan
-from bench.metrics import samplers
-from bench.results import table as rt
-from bench.results.layout import (
+from bench.core.layout import (
     BEST_FID,
     BUDGET_REPRODUCIBLE,
     CONFIG_FILE,
@@ -49,6 +42,13 @@ from bench.results.layout import (
     Status,
     run_id,
 )
+from bench.data.images import ImageSet, limit_train_images, load_images
+from bench.harness.budget import steps_per_epoch
+from bench.harness.continued import continue_runs
+from bench.harness.executors import RunTask, check_executor, execute, run_context
+from bench.harness.train import RunPlan
+from bench.metrics import samplers
+from bench.results import table as rt
 from models import MODELS, parse_model_spec
 from models.backbone import SUPPORTED_SIZES
 from models.registry import model_config

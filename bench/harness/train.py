@@ -22,22 +22,27 @@ from tqdm import tqdm
 
 from bench.core import io
 from bench.core.config import SweepConfig
+from bench.core.layout import (
+    CHECKPOINT_FILE,
+    EPOCH_WALL_SECONDS,
+    EVAL_SECONDS,
+    METRICS_FILE,
+    PEAK_RSS,
+    STATUS_FILE,
+    TRACK_PREFIX,
+    TRACK_SECONDS,
+    TRAIN_CPU_SECONDS,
+    TRAIN_IMAGES_PER_S,
+    TRAIN_PREFIX,
+    TRAIN_SECONDS,
+    Status,
+)
 from bench.data.images import ImageSet
 from bench.data.pixels import to_model_space
 from bench.harness import speed
 from bench.harness.budget import Budget, plan_budget, step_flops, steps_per_epoch
 from bench.metrics.evaluate import Evaluator, drawing_mode
 from bench.metrics.samplers import generate, reconstruct
-from bench.results.layout import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    PEAK_RSS,
-    STATUS_FILE,
-    TRACK_PREFIX,
-    TRACK_SECONDS,
-    TRAIN_PREFIX,
-    Status,
-)
 from bench.results.write import (
     CorruptCheckpoint,
     MetricsLog,
@@ -356,10 +361,10 @@ def _record_training(run: _Run, terms: _EpochTerms) -> str:
     """Rows of the epoch's mean terms and training cost; returns the epoch's progress line."""
     cfg, log, epoch, step = run.plan.config, run.log, run.epoch, run.step
     _log_term_means(run, terms)
-    log.add(epoch, step, "cost/train_seconds", terms.train_s)
-    log.add(epoch, step, "cost/train_cpu_seconds", terms.cpu_s)
+    log.add(epoch, step, TRAIN_SECONDS, terms.train_s)
+    log.add(epoch, step, TRAIN_CPU_SECONDS, terms.cpu_s)
     images = terms.steps * cfg.train.batch_size  # a budget may end the epoch early
-    log.add(epoch, step, "cost/train_images_per_s", images / terms.train_s)
+    log.add(epoch, step, TRAIN_IMAGES_PER_S, images / terms.train_s)
     _log_cumulative(run)
     of = f"/{cfg.train.epochs}" if cfg.train.epochs else ""
     return f"[{run.plan.run_id}] epoch {epoch}{of} " + " ".join(
@@ -385,7 +390,7 @@ def _evaluate_if_due(run: _Run, evaluator: Evaluator) -> str:
     result = evaluator(run.model, final=run.done, index=index)
     for m in result.metrics:
         run.log.add(epoch, run.step, m.metric, m.value, m.n)
-    run.log.add(epoch, run.step, "cost/eval_seconds", time.perf_counter() - t1)
+    run.log.add(epoch, run.step, EVAL_SECONDS, time.perf_counter() - t1)
     _save_pictures(run.plan, run.model, evaluator.heldout, cfg.eval.grid_images, result.pictures)
     return " | eval:" + "".join(f" {m.metric}={m.value:.4g}" for m in result.metrics)
 
@@ -394,7 +399,7 @@ def _end_epoch(run: _Run, terms: _EpochTerms, line: str, say) -> None:
     """Epoch wall time, rows to disk, a checkpoint when due (always after the last epoch),
     status 'running', the progress line."""
     cfg, plan, epoch = run.plan.config, run.plan, run.epoch
-    run.log.add(epoch, run.step, "cost/epoch_wall_seconds", time.perf_counter() - terms.started)
+    run.log.add(epoch, run.step, EPOCH_WALL_SECONDS, time.perf_counter() - terms.started)
     run.log.flush()
     every = cfg.train.checkpoint_every
     if run.done or (every and epoch % every == 0):

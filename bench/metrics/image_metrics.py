@@ -21,6 +21,17 @@ _LUMA = (0.299, 0.587, 0.114)
 # 3×3 Laplacian (4-neighbour), OpenCV's Laplacian(ksize=1) kernel.
 _LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 _CHUNK_ROWS = 256
+# Per-image metrics run on slices of about this many values (images x channels x pixels):
+# SSIM holds ~250 bytes of temporaries per value, so a slice costs ~0.5 GiB at any size
+# (42 images at 128 px, 682 at 32 px). Whole, 1000 held-out images at 128 px peaked at
+# 15.5 GiB of RSS in configs/dogvae.yaml (BENCHMARKS.md "Peak memory").
+_CHUNK_VALUES = 2**21
+
+
+def _check_nchw(name: str, images: torch.Tensor, min_size: int = 1) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or min(images.shape[2:]) < min_size:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise BenchError(f"{name}: expected an N×C×H×W tensor with H, W >= {min_size}, got {shape}")
 
 
 def _as_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> torch.Tensor:
@@ -29,9 +40,7 @@ def _as_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> torch
     uint8 is divided by 255; floats outside [0, 1] are refused (model outputs in [-1, 1]
     must be mapped with (x + 1) / 2 first), so a range mistake cannot silently skew a metric.
     """
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or min(images.shape[2:]) < min_size:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise BenchError(f"{name}: expected an N×C×H×W tensor with H, W >= {min_size}, got {shape}")
+    _check_nchw(name, images, min_size)
     if images.dtype == torch.uint8:
         return images.float() / 255.0
     if not images.is_floating_point():
@@ -49,18 +58,37 @@ def _as_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> torch
 
 def _pair(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x, x_hat = _as_unit_images("x", x), _as_unit_images("x_hat", x_hat)
-    if x.shape != x_hat.shape:
-        raise BenchError(
-            f"x and x_hat shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}; pass an image and its reconstruction"
-        )
     dtype = torch.promote_types(x.dtype, x_hat.dtype)
     return x.to(dtype), x_hat.to(dtype)
 
 
+def _per_image_pairs(per_image, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """``per_image(x, x_hat)`` (one value per image) over slices of images, each slice
+    converted by _pair: the same values, with the float copies and filtered maps of one
+    slice at a time."""
+    _check_nchw("x", x)
+    _check_nchw("x_hat", x_hat)
+    if x.shape != x_hat.shape:
+        raise BenchError(
+            f"x and x_hat shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}; pass an image and its reconstruction"
+        )
+    return torch.cat(
+        [per_image(*_pair(a, b)) for a, b in zip(_slices(x), _slices(x_hat), strict=True)]
+    )
+
+
+def _slices(images: torch.Tensor) -> list[torch.Tensor]:
+    """``images`` in consecutive slices of about _CHUNK_VALUES values (at least one slice)."""
+    rows = max(1, _CHUNK_VALUES // max(math.prod(images.shape[1:]), 1))
+    return list(images.split(rows)) or [images]
+
+
 def recon_mse(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Per-pixel (and per-channel) squared error, averaged over pixels then images, [0, 1] scale."""
-    x, x_hat = _pair(x, x_hat)
-    return float(((x - x_hat) ** 2).mean())
+    per_image = _per_image_pairs(
+        lambda a, b: ((a - b) ** 2).mean(dim=(1, 2, 3), dtype=torch.float64), x, x_hat
+    )
+    return float(per_image.mean())
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
@@ -70,16 +98,24 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     it is >= the PSNR of the mean MSE (Jensen). An exact reconstruction gives +inf.
     torchmetrics' peak_signal_noise_ratio with dim=(1, 2, 3) gives the per-image values.
     """
-    x, x_hat = _pair(x, x_hat)
-    per_image = peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    per_image = _per_image_pairs(
+        lambda a, b: peak_signal_noise_ratio(b, a, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+        x,
+        x_hat,
+    )
     return float(per_image.mean())
 
 
 def ssim(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Mean SSIM (Wang et al. 2004) over images: torchmetrics' structural_similarity_index_measure,
-    data_range=1, its defaults (11×11 Gaussian window, σ=1.5, k1=0.01, k2=0.03)."""
-    x, x_hat = _pair(x, x_hat)
-    return float(structural_similarity_index_measure(x_hat, x, data_range=1.0))
+    data_range=1, its defaults (11×11 Gaussian window, σ=1.5, k1=0.01, k2=0.03), per image
+    (reduction "none"), then the mean: torchmetrics' own "elementwise_mean"."""
+    per_image = _per_image_pairs(
+        lambda a, b: structural_similarity_index_measure(b, a, data_range=1.0, reduction="none"),
+        x,
+        x_hat,
+    )
+    return float(per_image.mean())
 
 
 def _gray(images: torch.Tensor) -> torch.Tensor:
@@ -101,9 +137,14 @@ def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
     Valid convolution (no padding, so borders add nothing), population variance, [0, 1] scale.
     Depends on resolution: compare only images of the same size.
     """
-    gray = _gray(_as_unit_images("images", images, min_size=3))
-    kernel = torch.tensor(_LAPLACIAN, dtype=gray.dtype).view(1, 1, 3, 3)
-    return F.conv2d(gray, kernel).var(dim=(1, 2, 3), unbiased=False)
+    _check_nchw("images", images, min_size=3)
+
+    def of_slice(rows: torch.Tensor) -> torch.Tensor:
+        gray = _gray(_as_unit_images("images", rows, min_size=3))
+        kernel = torch.tensor(_LAPLACIAN, dtype=gray.dtype).view(1, 1, 3, 3)
+        return F.conv2d(gray, kernel).var(dim=(1, 2, 3), unbiased=False)
+
+    return torch.cat([of_slice(rows) for rows in _slices(images)])
 
 
 def high_frequency_energy(images: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:

@@ -22,27 +22,48 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.core.errors import BenchError
+from bench.core.layout import (
+    BEST_FID,
+    BEST_FID_EPOCH,
+    COST_PREFIX,
+    CUM_IMAGES,
+    CUM_TRAIN_FLOPS,
+    CUM_TRAIN_SECONDS,
+    EPOCH_WALL_SECONDS,
+    EVAL_SECONDS,
+    EVAL_SHARE,
+    FINAL_FID,
+    PEAK_RSS,
+    RUN_SECONDS,
+    TRACK_FID,
+    TRACK_KID,
+    TRACK_RECON,
+    TRACK_SECONDS,
+    TRAIN_CPU_SECONDS,
+    TRAIN_IMAGES_PER_S,
+    TRAIN_PREFIX,
+    TRAIN_SECONDS,
+)
 
 LOWER, HIGHER, NONE, TWO_SIDED = "lower", "higher", "none", "two-sided"
 DIRECTIONS = (LOWER, HIGHER, NONE, TWO_SIDED)
-NOT_METRICS = ("train/", "cost/")  # per-step losses and run costs are recorded, not scored
+NOT_METRICS = (TRAIN_PREFIX, COST_PREFIX)  # per-step losses and run costs: recorded, not scored
 
 # Costs are not metrics (no direction, never gated), but reports title their columns too.
-# cost/run_seconds and cost/eval_share are derived by bench.results.table.run_costs, not recorded.
 COST_LABELS = {
-    "cost/train_seconds": "train s/epoch",
-    "cost/train_images_per_s": "train images/s",
-    "cost/eval_seconds": "eval s/evaluation",
-    "cost/peak_rss_mib": "peak RSS (MiB)",
-    "cost/train_cpu_seconds": "train CPU-s/epoch",
-    "cost/epoch_wall_seconds": "wall s/epoch",
-    "cost/run_seconds": "run wall (s)",
-    "cost/eval_share": "eval share of wall",
-    # cost/cum_* (bench.results.layout.CUMULATIVE_PREFIX): run totals, the last value
-    "cost/cum_images": "images seen",
-    "cost/cum_train_flops": "train FLOPs",
-    "cost/cum_train_seconds": "train s (total)",
-    "cost/track_seconds": "s/tracked point",
+    TRAIN_SECONDS: "train s/epoch",
+    TRAIN_IMAGES_PER_S: "train images/s",
+    EVAL_SECONDS: "eval s/evaluation",
+    PEAK_RSS: "peak RSS (MiB)",
+    TRAIN_CPU_SECONDS: "train CPU-s/epoch",
+    EPOCH_WALL_SECONDS: "wall s/epoch",
+    RUN_SECONDS: "run wall (s)",
+    EVAL_SHARE: "eval share of wall",
+    # the cumulative counters (CUMULATIVE_PREFIX): run totals, the last value
+    CUM_IMAGES: "images seen",
+    CUM_TRAIN_FLOPS: "train FLOPs",
+    CUM_TRAIN_SECONDS: "train s (total)",
+    TRACK_SECONDS: "s/tracked point",
 }
 
 
@@ -282,9 +303,9 @@ register_metric(
     "fid_summary",  # end-of-run rows (bench.results.write.add_summary)
     None,
     [
-        Output("final_fid", LOWER, 0.10, label="FID", headline=1, fid_like=True),
-        Output("best_fid", LOWER, 0.10, label="best FID", headline=2, fid_like=True),
-        Output("best_fid_epoch"),
+        Output(FINAL_FID, LOWER, 0.10, label="FID", headline=1, fid_like=True),
+        Output(BEST_FID, LOWER, 0.10, label="best FID", headline=2, fid_like=True),
+        Output(BEST_FID_EPOCH),
     ],
 )
 register_metric(
@@ -350,12 +371,12 @@ register_metric(
 )
 register_metric("fid_inf", None, [Output("fid_inf")])
 register_metric(
-    # Tracked points during training (bench.results.layout.TRACK_PREFIX; Evaluator.track):
-    # FID / KID at the small eval.track_n, comparable only with each other, so never gated;
-    # held-out recon MSE (models with an encoder) on eval.track_n images.
+    # Tracked points during training (Evaluator.track): FID / KID at the small eval.track_n,
+    # comparable only with each other, so never gated; held-out recon MSE (models with an
+    # encoder) on eval.track_n images.
     "track",
     None,
-    [Output("track/fid", LOWER), Output("track/kid_mean", LOWER), Output("track/recon_mse", LOWER)],
+    [Output(TRACK_FID, LOWER), Output(TRACK_KID, LOWER), Output(TRACK_RECON, LOWER)],
 )
 register_metric(
     "fid_sqrtm",  # recorded only when the matrix square root needed a fallback

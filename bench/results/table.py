@@ -1,6 +1,6 @@
 """The one reader of results folders, and the aggregation of its tables over seeds.
 
-Reads the layout `bench run` writes (bench.results.layout). Every command (report, claims,
+Reads the layout `bench run` writes (bench.core.layout). Every command (report, claims,
 baseline, check, the sweep summary) finds runs with `find_run_dirs`, takes "the final value
 of a metric" from `final_metrics` and treats unfinished runs (`unfinished`) alike: listed,
 never part of a final value. Everything after `load_runs` is a pure function of DataFrames,
@@ -19,7 +19,7 @@ from scipy import stats
 from bench.core.config import TRAINING_LENGTH_KEYS, with_new_defaults
 from bench.core.errors import BenchError
 from bench.core.io import read_json
-from bench.results.layout import (
+from bench.core.layout import (
     BEST_FID,
     BEST_FID_EPOCH,
     BUDGET_REPRODUCIBLE,
@@ -30,10 +30,14 @@ from bench.results.layout import (
     CUM_TRAIN_SECONDS,
     CUMULATIVE_PREFIX,
     ENV_FILE,
+    EPOCH_WALL_SECONDS,
     ERROR_FILE,
+    EVAL_SECONDS,
+    EVAL_SHARE,
     FINAL_FID,
     FINISHED,
     METRICS_FILE,
+    RUN_SECONDS,
     STATUS_FILE,
     SUMMARY_METRICS,
     TRACK_FID,
@@ -41,6 +45,7 @@ from bench.results.layout import (
     TRACK_RECON,
     TRACK_SECONDS,
     TRAIN_PREFIX,
+    TRAIN_SECONDS,
     Status,
 )
 
@@ -395,11 +400,7 @@ def loss_oscillation(metrics_df: pd.DataFrame, window: int = 5) -> pd.DataFrame:
     return osc
 
 
-RUN_SECONDS = "cost/run_seconds"  # derived per run: the whole run's wall time (see run_costs)
-# Derived per run: the share of RUN_SECONDS spent evaluating (every evaluation and tracked
-# point), the figure issue 14 sets targets on (default run <= 30%, standard protocol <= 40%).
-EVAL_SHARE = "cost/eval_share"
-EVAL_COSTS = ("cost/eval_seconds", TRACK_SECONDS)
+EVAL_COSTS = (EVAL_SECONDS, TRACK_SECONDS)
 
 
 def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
@@ -420,11 +421,11 @@ def run_costs(metrics_df: pd.DataFrame) -> pd.DataFrame:
     if len(totals):
         out = out.join(_last_per_run(totals).astype(float), how="outer")
     per_epoch = cost.pivot_table("value", ["run", "epoch"], "metric", aggfunc="sum")
-    if "cost/train_seconds" in per_epoch:  # epoch by epoch: a run may have resumed across versions
-        wall = per_epoch["cost/train_seconds"] + per_epoch.get("cost/eval_seconds", 0.0)
-        wall = wall.fillna(per_epoch["cost/train_seconds"])  # epochs without an evaluation
-        if "cost/epoch_wall_seconds" in per_epoch:
-            wall = per_epoch["cost/epoch_wall_seconds"].fillna(wall)
+    if TRAIN_SECONDS in per_epoch:  # epoch by epoch: a run may have resumed across versions
+        wall = per_epoch[TRAIN_SECONDS] + per_epoch.get(EVAL_SECONDS, 0.0)
+        wall = wall.fillna(per_epoch[TRAIN_SECONDS])  # epochs without an evaluation
+        if EPOCH_WALL_SECONDS in per_epoch:
+            wall = per_epoch[EPOCH_WALL_SECONDS].fillna(wall)
         out[RUN_SECONDS] = wall.groupby(level="run").sum(min_count=1).astype(float)
         # Only epochs with a wall time: a diverged epoch's tracked points have none.
         evaluating = per_epoch.reindex(columns=list(EVAL_COSTS)).sum(axis=1)[wall.notna()]
@@ -448,8 +449,8 @@ def per_run_stability(
     cols = [*_id_cols(runs_df), "diverged_step"]
     fid = final_metrics(metrics_df).set_index("run")[list(SUMMARY_METRICS)]
     out = runs_df[cols].set_index("run").join(fid, how="left")
-    out["fid_gap"] = out["final_fid"] - out["best_fid"]
-    out["fid_gap_rel"] = out["fid_gap"] / out["best_fid"]
+    out["fid_gap"] = out[FINAL_FID] - out[BEST_FID]
+    out["fid_gap_rel"] = out["fid_gap"] / out[BEST_FID]
     tracked = tracked_stability(metrics_df, window, out[FINAL_FID])
     if len(tracked):
         out = out.join(tracked, how="left")
@@ -753,8 +754,8 @@ def _metric_columns(df: pd.DataFrame) -> list[str]:
 def _success(group: pd.DataFrame, tolerance: float) -> dict:
     ok = group[group["status"] == Status.OK]
     finished = group[group["status"].isin(FINISHED)]
-    best = ok["final_fid"].min() if "final_fid" in ok else np.nan
-    n_success = int((ok["final_fid"] <= best * (1 + tolerance)).sum()) if np.isfinite(best) else 0
+    best = ok[FINAL_FID].min() if FINAL_FID in ok else np.nan
+    n_success = int((ok[FINAL_FID] <= best * (1 + tolerance)).sum()) if np.isfinite(best) else 0
     return {
         "n_runs": len(group),
         "n_ok": len(ok),

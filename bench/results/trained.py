@@ -9,7 +9,7 @@ import torch
 
 from bench.core import io
 from bench.core.errors import BenchError
-from bench.results.layout import CHECKPOINT_FILE, CONFIG_FILE
+from bench.core.layout import CHECKPOINT_FILE, CONFIG_FILE
 from bench.results.write import CorruptCheckpoint, read_checkpoint
 from models import build_model, parse_model_spec
 from models.base import GenerativeModel

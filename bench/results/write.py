@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from bench.core import io
-from bench.results.layout import BEST_FID, BEST_FID_EPOCH, END_OF_RUN_METRICS, FINAL_FID
+from bench.core.layout import BEST_FID, BEST_FID_EPOCH, END_OF_RUN_METRICS, FINAL_FID
 
 METRIC_COLUMNS = ["run", "model", "seed", "epoch", "step", "metric", "value", "n"]
 
