@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -285,3 +286,24 @@ def test_pixel_scale_prints_windows_and_the_first_step_below_the_mean_image(caps
     quiet = lambda line: None  # noqa: E731
     assert pixel_scale.run(args, images, baseline=float("inf"), say=quiet) == 1
     assert pixel_scale.run(args, images, baseline=0.0, say=quiet) is None
+
+
+def test_memory_phases_names_the_call_chains_of_a_bench_run(tmp_path, capsys):
+    memory_phases = load("memory_phases")
+    args = ["--every", "0.01", "--", "run", "--models", "ae", "--dataset", "synthetic"]
+    args += ["--epochs", "1", "--fid-samples", "0", "--out", str(tmp_path / "r")]
+    args += ["--set", "data.train_limit=64", "--set", "backbone.width=4"]
+    args += ["--set", "eval.track_points=0", "--set", "eval.extras="]
+    peaks = memory_phases.main(args)
+    out = capsys.readouterr().out
+    assert (tmp_path / "r" / "ae-seed0" / "metrics.csv").exists()  # the command really ran
+    assert any("train." in chain for chain in peaks)  # frames of bench.harness.train
+    assert all(peak > 2**20 for peak in peaks.values())
+    lines = out.splitlines()
+    table = lines[
+        lines.index(next(x for x in lines if x.startswith("peak RSS per call chain"))) + 1 :
+    ]
+    assert len(table) == min(len(peaks), 25) and all(row.split()[1] == "GiB" for row in table)
+    with pytest.raises(SystemExit) as exit_info:
+        memory_phases.parse_args(["--every", "1"])
+    assert exit_info.value.code == 2

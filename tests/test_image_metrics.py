@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio as psnr_per_image
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchvision.transforms.functional import gaussian_blur
 
@@ -52,16 +53,24 @@ def test_metrics_over_slices_equal_the_whole_batch(monkeypatch):
     whole = {
         "ssim": float(structural_similarity_index_measure(noisy, x, data_range=1.0)),
         "mse": float(((x - noisy) ** 2).mean()),
+        "psnr": float(
+            psnr_per_image(noisy, x, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean()
+        ),
         "lap": im.laplacian_variance(noisy),
     }
     monkeypatch.setattr(im, "_CHUNK_VALUES", 3 * 16 * 16 * 3)  # slices of 3, 3 and 1 image
     assert [len(s) for s in im._slices(x)] == [3, 3, 1]
     assert im.ssim(x, noisy) == pytest.approx(whole["ssim"], rel=1e-6)
     assert im.recon_mse(x, noisy) == pytest.approx(whole["mse"], rel=1e-6)
+    assert im.psnr(x, noisy) == pytest.approx(whole["psnr"], rel=1e-6)
     assert torch.allclose(im.laplacian_variance(noisy), whole["lap"], rtol=1e-6)
     assert im.recon_mse(x, u8) == pytest.approx(im.recon_mse(x, u8.float() / 255))
     with pytest.raises(BenchError, match="shapes differ"):
         im.ssim(x, noisy[:4])  # the whole shapes are checked before slicing
+    out_of_range = noisy.clone()
+    out_of_range[0], out_of_range[6] = -0.5, 1.5  # in the first and the last slice
+    with pytest.raises(BenchError, match=r"range \[-0.5, 1.5\]"):
+        im.ssim(x, out_of_range)  # and the whole range, before any slice is computed
 
 
 def test_range_and_shape_errors():

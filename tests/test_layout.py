@@ -14,6 +14,7 @@ import bench
 from bench.analysis import claims as cl
 from bench.analysis import report as rp
 from bench.analysis.check import baseline_command, check_command
+from bench.core import layout
 from bench.core.layout import (
     BEST_FID,
     CHECKPOINT_FILE,
@@ -136,6 +137,12 @@ def test_status_keeps_its_plain_strings():
 
 FILE_NAMES = {CONFIG_FILE, ENV_FILE, METRICS_FILE, CHECKPOINT_FILE, STATUS_FILE, ERROR_FILE}
 FILE_NAMES |= {SWEEP_FILE}
+# Row names and prefixes layout defines (costs, tracked points, training terms, summaries).
+ROW_NAMES = {
+    v
+    for k, v in vars(layout).items()
+    if k.isupper() and isinstance(v, str) and v.startswith(("cost/", "track/", "train/"))
+} | set(layout.SUMMARY_METRICS)
 
 
 def _literal_uses(path: Path) -> list[str]:
@@ -143,7 +150,7 @@ def _literal_uses(path: Path) -> list[str]:
     with a plain string instead of using bench.core.layout."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Constant) and node.value in FILE_NAMES:
+        if isinstance(node, ast.Constant) and node.value in FILE_NAMES | ROW_NAMES:
             found.append(f"{path}:{node.lineno}: {node.value!r}")
         if isinstance(node, ast.Compare):  # status == "ok", status in ("ok", "diverged")
             sides = [node.left, *node.comparators]
@@ -163,5 +170,11 @@ def _names_a_status(nodes) -> bool:
 
 def test_layout_strings_are_defined_only_in_layout():
     root = Path(bench.__file__).parent
-    sources = [p for p in sorted(root.rglob("*.py")) if p.name != "layout.py"]
+    assert {"cost/peak_rss_mib", "track/fid", "train/", "final_fid"} <= ROW_NAMES
+    sources = [
+        p
+        for d in (root, root.parent / "models", root.parent / "benchmarks")
+        for p in sorted(d.rglob("*.py"))
+    ]
+    sources = [p for p in sources if p.name != "layout.py"]
     assert [hit for p in sources for hit in _literal_uses(p)] == []

@@ -476,7 +476,7 @@ def runs_section(data: ReportData) -> str:
         epochs = done if total == "0" else f"{done}/{total}"  # 0: the budget ended the run
         best = fmt(r[BEST_FID])
         if np.isfinite(r[BEST_FID_EPOCH]):
-            best += f" (epoch {int(r['best_fid_epoch'])})"
+            best += f" (epoch {int(r[BEST_FID_EPOCH])})"
         seed = "—" if pd.isna(r["seed"]) else str(int(r["seed"]))
         rows.append(
             [f"`{r['run']}`", r["label"], seed, _status_text(r), epochs, best]

@@ -63,7 +63,7 @@ TRACK_SECONDS = "cost/track_seconds"  # evaluation time of one tracked point
 # Cheap metrics at the run's tracked points (eval.track_points): FID and KID at n =
 # eval.track_n, the held-out recon MSE on that many held-out images (all of them if fewer).
 TRACK_PREFIX = "track/"
-TRACK_FID, TRACK_KID, TRACK_RECON = (TRACK_PREFIX + m for m in ("fid", "kid_mean", "recon_mse"))
+TRACK_FID, TRACK_KID, TRACK_RECON = "track/fid", "track/kid_mean", "track/recon_mse"
 # config.json key saying whether the run's budget is reproducible: False when a seconds
 # budget (train.budget_seconds, measured time) can stop it.
 BUDGET_REPRODUCIBLE = "budget_reproducible"

@@ -28,52 +28,55 @@ _CHUNK_ROWS = 256
 _CHUNK_VALUES = 2**21
 
 
-def _check_nchw(name: str, images: torch.Tensor, min_size: int = 1) -> None:
+def _check_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> None:
+    """Refuse anything but N×C×H×W uint8 (0..255) or float images in [0, 1]: floats outside
+    [0, 1] (model outputs in [-1, 1] must be mapped with (x + 1) / 2 first) are an error, so
+    a range mistake cannot silently skew a metric. Checks the whole tensor, copying nothing."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or min(images.shape[2:]) < min_size:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise BenchError(f"{name}: expected an N×C×H×W tensor with H, W >= {min_size}, got {shape}")
-
-
-def _as_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> torch.Tensor:
-    """Validate N×C×H×W images; return float (float64 kept, else float32) in [0, 1].
-
-    uint8 is divided by 255; floats outside [0, 1] are refused (model outputs in [-1, 1]
-    must be mapped with (x + 1) / 2 first), so a range mistake cannot silently skew a metric.
-    """
-    _check_nchw(name, images, min_size)
     if images.dtype == torch.uint8:
-        return images.float() / 255.0
+        return
     if not images.is_floating_point():
         raise BenchError(
             f"{name}: dtype {images.dtype} not supported; pass uint8 (0..255) or float in [0, 1]"
         )
-    x = images if images.dtype == torch.float64 else images.float()
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = (float(v) for v in images.aminmax())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
         raise BenchError(
             f"{name}: float images must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]; map [-1, 1] with (x + 1) / 2"
         )
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Checked images as float (float64 kept, else float32) in [0, 1]; uint8 divided by 255."""
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    x = images if images.dtype == torch.float64 else images.float()
     return x.clamp(0.0, 1.0)
 
 
-def _pair(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x, x_hat = _as_unit_images("x", x), _as_unit_images("x_hat", x_hat)
-    dtype = torch.promote_types(x.dtype, x_hat.dtype)
-    return x.to(dtype), x_hat.to(dtype)
+def _as_unit_images(name: str, images: torch.Tensor, min_size: int = 1) -> torch.Tensor:
+    _check_unit_images(name, images, min_size)
+    return _to_unit(images)
 
 
 def _per_image_pairs(per_image, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """``per_image(x, x_hat)`` (one value per image) over slices of images, each slice
-    converted by _pair: the same values, with the float copies and filtered maps of one
-    slice at a time."""
-    _check_nchw("x", x)
-    _check_nchw("x_hat", x_hat)
+    """``per_image(x, x_hat)`` (one value per image, both as float of one dtype in [0, 1]) over
+    slices of images: the same values, with the float copies and filtered maps of one slice
+    at a time. Shapes and ranges are checked on the whole tensors first."""
+    _check_unit_images("x", x)
+    _check_unit_images("x_hat", x_hat)
     if x.shape != x_hat.shape:
         raise BenchError(
             f"x and x_hat shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}; pass an image and its reconstruction"
         )
+    dtype = torch.promote_types(_to_unit(x[:0]).dtype, _to_unit(x_hat[:0]).dtype)
     return torch.cat(
-        [per_image(*_pair(a, b)) for a, b in zip(_slices(x), _slices(x_hat), strict=True)]
+        [
+            per_image(_to_unit(a).to(dtype), _to_unit(b).to(dtype))
+            for a, b in zip(_slices(x), _slices(x_hat), strict=True)
+        ]
     )
 
 
@@ -137,10 +140,10 @@ def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
     Valid convolution (no padding, so borders add nothing), population variance, [0, 1] scale.
     Depends on resolution: compare only images of the same size.
     """
-    _check_nchw("images", images, min_size=3)
+    _check_unit_images("images", images, min_size=3)
 
     def of_slice(rows: torch.Tensor) -> torch.Tensor:
-        gray = _gray(_as_unit_images("images", rows, min_size=3))
+        gray = _gray(_to_unit(rows))
         kernel = torch.tensor(_LAPLACIAN, dtype=gray.dtype).view(1, 1, 3, 3)
         return F.conv2d(gray, kernel).var(dim=(1, 2, 3), unbiased=False)
 

@@ -59,11 +59,11 @@ COST_LABELS = {
     EPOCH_WALL_SECONDS: "wall s/epoch",
     RUN_SECONDS: "run wall (s)",
     EVAL_SHARE: "eval share of wall",
+    TRACK_SECONDS: "s/tracked point",
     # the cumulative counters (CUMULATIVE_PREFIX): run totals, the last value
     CUM_IMAGES: "images seen",
     CUM_TRAIN_FLOPS: "train FLOPs",
     CUM_TRAIN_SECONDS: "train s (total)",
-    TRACK_SECONDS: "s/tracked point",
 }
 
 
