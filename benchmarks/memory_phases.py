@@ -5,12 +5,15 @@ command in this process and, every --every seconds, reads the process's resident
 (/proc/self/status, VmRSS) and the main thread's innermost frames of bench/ and models/
 code; it prints the highest RSS seen under each call chain, highest first. Sampling misses
 peaks shorter than the interval, so read the figures as lower bounds of each phase's peak.
+It sees this process only: runs that `--jobs N` or Ray send to other processes are not
+measured (use the default in-process executor).
 
     python benchmarks/memory_phases.py -- run --config configs/dogvae.yaml --models vae \\
         --set train.budget_flops=3e12 --out /tmp/mem-run
 
-found that SSIM over the 1000 held-out images at 128 px held the process at 15.5 GiB
-(BENCHMARKS.md "Peak memory"). Linux only (/proc).
+is how (as its first version) it found that SSIM over the 1000 held-out images at 128 px
+held the process at 15.5 GiB (BENCHMARKS.md "Peak memory"). Linux only (/proc). Exit
+status: the bench command's (2 for bad input, printed as one line).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 from collections import defaultdict
+
+import click
 
 from bench.cli import cli
 
@@ -57,7 +61,7 @@ class Sampler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.sample()
-            time.sleep(self.every)
+            self._stop.wait(self.every)
 
     def sample(self) -> None:
         chain = call_chain(sys._current_frames().get(self.thread_id), self.depth)
@@ -82,22 +86,28 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     bench_args = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
     if not bench_args:
         parser.error("no bench command given; e.g. -- run --dataset synthetic --epochs 1")
+    if not args.every > 0 or args.depth < 1 or args.top < 1:
+        parser.error("--every must be > 0 seconds, --depth and --top >= 1")
     return args, bench_args
 
 
-def main(argv=None) -> dict[str, int]:
+def main(argv=None) -> tuple[dict[str, int], int]:
+    """Runs the command; returns (peak RSS per call chain, the command's exit status)."""
     args, bench_args = parse_args(argv)
     with Sampler(threading.get_ident(), args.every, args.depth) as sampler:
         try:
-            cli.main(bench_args, standalone_mode=False)
+            status = cli.main(bench_args, standalone_mode=False) or 0
+        except click.ClickException as e:  # BenchError included: one line, its exit status
+            e.show()
+            status = e.exit_code
         finally:
             sampler.sample()
     print(f"peak RSS per call chain (every {args.every} s; innermost frame first):")
     ranked = sorted(sampler.peaks.items(), key=lambda kv: -kv[1])
     for chain, peak in ranked[: args.top]:
         print(f"{peak / 2**30:8.2f} GiB  {chain}")
-    return dict(ranked)
+    return dict(ranked), status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main()[1])

@@ -294,8 +294,9 @@ def test_memory_phases_names_the_call_chains_of_a_bench_run(tmp_path, capsys):
     args += ["--epochs", "1", "--fid-samples", "0", "--out", str(tmp_path / "r")]
     args += ["--set", "data.train_limit=64", "--set", "backbone.width=4"]
     args += ["--set", "eval.track_points=0", "--set", "eval.extras="]
-    peaks = memory_phases.main(args)
+    peaks, status = memory_phases.main(args)
     out = capsys.readouterr().out
+    assert status == 0
     assert (tmp_path / "r" / "ae-seed0" / "metrics.csv").exists()  # the command really ran
     assert any("train." in chain for chain in peaks)  # frames of bench.harness.train
     assert all(peak > 2**20 for peak in peaks.values())
@@ -304,6 +305,13 @@ def test_memory_phases_names_the_call_chains_of_a_bench_run(tmp_path, capsys):
         lines.index(next(x for x in lines if x.startswith("peak RSS per call chain"))) + 1 :
     ]
     assert len(table) == min(len(peaks), 25) and all(row.split()[1] == "GiB" for row in table)
-    with pytest.raises(SystemExit) as exit_info:
-        memory_phases.parse_args(["--every", "1"])
-    assert exit_info.value.code == 2
+    assert memory_phases.parse_args(["--", "run", "--epochs", "1"])[1] == ["run", "--epochs", "1"]
+    for bad in (["--every", "1"], ["--every", "0", "--", "run"], ["--depth", "0", "--", "run"]):
+        with pytest.raises(SystemExit) as exit_info:
+            memory_phases.parse_args(bad)
+        assert exit_info.value.code == 2
+    # Bad input to the bench command itself: one line, its exit status 2, still a table.
+    _, status = memory_phases.main(
+        ["--", "run", "--models", "nosuchmodel", "--out", str(tmp_path / "x")]
+    )
+    assert status == 2 and "nosuchmodel" in capsys.readouterr().err

@@ -146,8 +146,8 @@ ROW_NAMES = {
 
 
 def _literal_uses(path: Path) -> list[str]:
-    """Code (not docstrings) in `path` that spells a run-folder file name or compares a status
-    with a plain string instead of using bench.core.layout."""
+    """Code (not docstrings) in `path` that spells a run-folder file name or a row name
+    (ROW_NAMES), or compares a status with a plain string, instead of using bench.core.layout."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Constant) and node.value in FILE_NAMES | ROW_NAMES:
@@ -171,6 +171,7 @@ def _names_a_status(nodes) -> bool:
 def test_layout_strings_are_defined_only_in_layout():
     root = Path(bench.__file__).parent
     assert {"cost/peak_rss_mib", "track/fid", "train/", "final_fid"} <= ROW_NAMES
+    assert all((root.parent / d).is_dir() for d in ("models", "benchmarks"))
     sources = [
         p
         for d in (root, root.parent / "models", root.parent / "benchmarks")
@@ -178,3 +179,9 @@ def test_layout_strings_are_defined_only_in_layout():
     ]
     sources = [p for p in sources if p.name != "layout.py"]
     assert [hit for p in sources for hit in _literal_uses(p)] == []
+
+
+def test_the_literal_check_finds_row_names_and_file_names(tmp_path):
+    source = tmp_path / "spells.py"
+    source.write_text('x = rows["cost/peak_rss_mib"]\ny = "metrics.csv"\nz = "cost/other"\n')
+    assert sorted(hit.rsplit(":", 2)[1] for hit in _literal_uses(source)) == ["1", "2"]
