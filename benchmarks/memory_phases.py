@@ -96,7 +96,8 @@ def main(argv=None) -> tuple[dict[str, int], int]:
     args, bench_args = parse_args(argv)
     with Sampler(threading.get_ident(), args.every, args.depth) as sampler:
         try:
-            status = cli.main(bench_args, standalone_mode=False) or 0
+            returned = cli.main(bench_args, standalone_mode=False)  # ctx.exit(n) returns n
+            status = returned if isinstance(returned, int) else 0
         except click.ClickException as e:  # BenchError included: one line, its exit status
             e.show()
             status = e.exit_code
