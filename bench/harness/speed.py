@@ -11,6 +11,8 @@ import contextlib
 
 import torch
 
+from bench.core.config import TrainConfig
+
 
 def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
@@ -91,8 +93,6 @@ def with_default_switches(model, device: torch.device):
     """``model`` on ``device`` with every speed switch at its TrainConfig default (layout,
     4x4 matmul, fused Adam), as ``bench run`` trains it unless a config says otherwise: for
     scripts that step ``model.train_step`` outside the harness."""
-    from bench.core.config import TrainConfig
-
     defaults = TrainConfig()
     model = model.to(device, memory_format=memory_format(defaults.channels_last))
     set_matmul_4x4(model, defaults.matmul_4x4)

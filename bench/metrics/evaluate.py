@@ -181,7 +181,7 @@ class Evaluator:
             recon = reconstruct(model, held_out) if len(held_out) else None
         out = [MetricValue("fid", value, self.n_track), MetricValue("kid_mean", kid, self.n_track)]
         if recon is not None:
-            mse = image_metrics.recon_mse(held_out.float() / 255, recon)
+            mse = image_metrics.recon_mse(held_out, recon)  # uint8: converted per slice
             out.append(MetricValue("recon_mse", mse, len(held_out)))
         return out
 
@@ -308,12 +308,12 @@ class Evaluator:
         n = len(real)
         recon = reconstruct(model, real)
         if recon is not None:
-            x = real.float() / 255
+            # uint8 as it is: the image metrics convert it slice by slice
             out += [
-                MetricValue("recon_mse", image_metrics.recon_mse(x, recon), n),
-                MetricValue("psnr", image_metrics.psnr(x, recon), n),
-                MetricValue("ssim", image_metrics.ssim(x, recon), n),
-                MetricValue("sharpness_recon", image_metrics.sharpness_ratio(recon, x), n),
+                MetricValue("recon_mse", image_metrics.recon_mse(real, recon), n),
+                MetricValue("psnr", image_metrics.psnr(real, recon), n),
+                MetricValue("ssim", image_metrics.ssim(real, recon), n),
+                MetricValue("sharpness_recon", image_metrics.sharpness_ratio(recon, real), n),
             ]
         terms = model.heldout_terms(to_model_space(real, model.device))
         out += [MetricValue(k, float(v), n) for k, v in terms.items()]

@@ -71,7 +71,8 @@ def _per_image_pairs(per_image, x: torch.Tensor, x_hat: torch.Tensor) -> torch.T
         raise BenchError(
             f"x and x_hat shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}; pass an image and its reconstruction"
         )
-    dtype = torch.promote_types(_to_unit(x[:0]).dtype, _to_unit(x_hat[:0]).dtype)
+    # _to_unit keeps float64 and makes everything else float32; the pair shares the wider.
+    dtype = torch.float64 if torch.float64 in (x.dtype, x_hat.dtype) else torch.float32
     return torch.cat(
         [
             per_image(_to_unit(a).to(dtype), _to_unit(b).to(dtype))

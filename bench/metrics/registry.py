@@ -265,7 +265,7 @@ def _prdc(fake_feats, real_feats, fake, real, fid_value):
 def _sharpness(fake_feats, real_feats, fake, real, fid_value):
     from bench.metrics.image_metrics import sharpness_ratio
 
-    return {"sharpness": sharpness_ratio(fake, real.float() / 255)}
+    return {"sharpness": sharpness_ratio(fake, real)}
 
 
 def _diversity(fake_feats, real_feats, fake, real, fid_value):
@@ -274,7 +274,7 @@ def _diversity(fake_feats, real_feats, fake, real, fid_value):
     # Mean pairwise distance within 200 samples relative to 200 real images: falls towards 0
     # when the generator collapses onto a few modes.
     n = min(200, len(fake), len(real))
-    return {"diversity": batch_diversity(fake[:n]) / batch_diversity(real[:n].float() / 255)}
+    return {"diversity": batch_diversity(fake[:n]) / batch_diversity(real[:n])}
 
 
 def _memorization(fake_feats, real_feats, fake, real, fid_value):
